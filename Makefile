@@ -1,0 +1,44 @@
+# `make help` lists the targets. Everything runs inside .venv, made on first use.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# The PyTorch build to install. The default is the CPU build; pick yours, e.g.
+#   make install TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
+TORCH   ?= torch==2.13.0
+ARGS    ?=
+STAMP   := $(VENV)/.installed
+
+.PHONY: help install train test test-full lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## make .venv and install llm with its dev tools (TORCH=... picks the torch build)
+
+train: $(STAMP)  ## train the quickstart GPT on the embedded corpus (ARGS="..." adds Hydra overrides)
+	$(BIN)/llm train $(ARGS)
+
+test: $(STAMP)  ## the fast test suite (what CI runs)
+	$(BIN)/pytest -q $(ARGS)
+
+test-full: $(STAMP)  ## every test, the slow ones too
+	$(BIN)/pytest -q -m "not gpu" $(ARGS)
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check llm tests
+	$(BIN)/ruff format --check llm tests
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## benchmark scripts (tokens/s of the CPU recipe)
+	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+clean:  ## remove the virtualenv, caches and runs
+	rm -rf $(VENV) runs multirun outputs build dist .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

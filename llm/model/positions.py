@@ -1,0 +1,165 @@
+"""Positional components. Each acts through one interface with three hooks, all at an explicit offset:
+
+- `embed(x, offset)`: added to token embeddings (sinusoidal, learned);
+- `rotate(q, k, offset)`: applied to queries and keys inside attention (rope);
+- `score_bias(t_q, t_k)`: added to attention scores (alibi).
+
+The hooks a component does not use are the identity (or no bias). `offset` is the position of the
+first token in `x` (or `q`), so a cached decoding step at position t is embedded at t, not 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from llm.model.config import ModelConfig, ModelConfigError
+from llm.registry import Registry
+
+POSITIONS: Registry = Registry("position")
+
+
+class Position(nn.Module):
+    """Base class: no positional information at all."""
+
+    max_positions: int | None = None  # the longest sequence it can encode; None for unbounded
+
+    def embed(self, x: Tensor, offset: int = 0) -> Tensor:  # (B, T, C) -> (B, T, C)
+        return x
+
+    def rotate(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:  # (B, H, T, hs)
+        return q, k
+
+    def score_bias(self, t_q: int, t_k: int) -> Tensor | None:  # None or (H, t_q, t_k)
+        return None
+
+
+@POSITIONS.register("none")
+class NoPosition(Position):
+    """No positional signal: causal attention alone must tell order apart (NoPE)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+
+
+def sinusoidal_table(positions: Tensor, dim: int) -> Tensor:
+    """PE(p, 2i) = sin(p / 10000^(2i/dim)), PE(p, 2i+1) = cos(p / 10000^(2i/dim)); shape (len(positions), dim)."""
+    two_i = torch.arange(0, dim, 2, dtype=torch.float64, device=positions.device)
+    angles = positions.to(torch.float64)[:, None] / torch.pow(10000.0, two_i / dim)[None, :]
+    table = torch.empty(len(positions), dim, dtype=torch.float64, device=positions.device)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles)
+    return table.float()
+
+
+@POSITIONS.register("sinusoidal")
+class Sinusoidal(Position):
+    """Fixed sines and cosines added to the token embeddings (Vaswani et al., 2017)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.n_embd % 2:
+            raise ModelConfigError(
+                f"sinusoidal positions need an even model.n_embd, got {config.n_embd}; "
+                "use an even width or another position (learned, rope, alibi, none)"
+            )
+        self.dim = config.n_embd
+        self.register_buffer("table", sinusoidal_table(torch.arange(config.block_size), self.dim), persistent=False)
+
+    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
+        t = x.size(1)
+        if offset + t <= self.table.size(0):
+            pe = self.table[offset : offset + t]
+        else:
+            pe = sinusoidal_table(torch.arange(offset, offset + t, device=x.device), self.dim)
+        return x + pe.to(x.dtype)
+
+
+@POSITIONS.register("learned")
+class Learned(Position):
+    """A trained table of one vector per position, added to the token embeddings (GPT-2)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.max_positions = config.block_size
+        self.table = nn.Embedding(config.block_size, config.n_embd)
+
+    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
+        t = x.size(1)
+        if offset + t > self.table.num_embeddings:
+            raise ValueError(
+                f"positions {offset}..{offset + t - 1} do not fit the learned position table of "
+                f"{self.table.num_embeddings} positions; shorten the input to at most {self.table.num_embeddings} tokens"
+            )
+        positions = torch.arange(offset, offset + t, device=x.device)
+        return x + self.table(positions)
+
+
+def rope_angles(positions: Tensor, head_dim: int, theta: float) -> Tensor:
+    """Angle p * theta^(-2i/head_dim) for each position p and pair i; shape (len(positions), head_dim // 2)."""
+    inv_freq = torch.pow(theta, -torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    return positions.to(torch.float64)[:, None] * inv_freq[None, :]
+
+
+def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotates pairs (x[i], x[i + hs/2]) by the given angles (the 'rotate half' layout of Llama)."""
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+@POSITIONS.register("rope")
+class Rotary(Position):
+    """Rotary position embedding (Su et al., 2021): q and k rotated by position-dependent angles."""
+
+    def __init__(self, config: ModelConfig, *, theta: float = 10000.0) -> None:
+        super().__init__()
+        if config.head_dim % 2:
+            raise ModelConfigError(
+                f"rope needs an even head size, got n_embd/n_head = {config.n_embd}/{config.n_head} = {config.head_dim}; "
+                "change n_embd or n_head so that their quotient is even"
+            )
+        self.head_dim, self.theta = config.head_dim, float(theta)
+        angles = rope_angles(torch.arange(config.block_size), self.head_dim, self.theta)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def rotate(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
+        t = q.size(-2)
+        if offset + t <= self.cos.size(0):
+            cos, sin = self.cos[offset : offset + t], self.sin[offset : offset + t]
+        else:
+            angles = rope_angles(torch.arange(offset, offset + t, device=q.device), self.head_dim, self.theta)
+            cos, sin = angles.cos().float(), angles.sin().float()
+        return apply_rotation(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rotation(k, cos.to(k.dtype), sin.to(k.dtype))
+
+
+def alibi_slopes(n_head: int) -> Tensor:
+    """Head slopes of ALiBi (Press et al., 2022): 2^(-8i/n) for n a power of two, interleaved otherwise."""
+
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * i / n) for i in range(1, n + 1)]
+
+    closest = 2 ** math.floor(math.log2(n_head))
+    slopes = power_of_two(closest)
+    if closest < n_head:
+        slopes += power_of_two(2 * closest)[0::2][: n_head - closest]
+    return torch.tensor(slopes)
+
+
+@POSITIONS.register("alibi")
+class ALiBi(Position):
+    """Attention with linear biases: score(i, j) gets -slope_h * (i - j); no embedding is added."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(config.n_head), persistent=False)
+
+    def score_bias(self, t_q: int, t_k: int) -> Tensor:
+        device = self.slopes.device
+        query_pos = torch.arange(t_k - t_q, t_k, device=device)[:, None]  # queries are the last t_q keys
+        key_pos = torch.arange(t_k, device=device)[None, :]
+        distance = (query_pos - key_pos).clamp(min=0).float()  # future keys are masked anyway
+        return -self.slopes[:, None, None] * distance[None]  # (H, t_q, t_k)
