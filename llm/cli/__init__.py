@@ -1,0 +1,35 @@
+"""`llm VERB [hydra overrides...]`: one thin Hydra app per verb, each over a plain function."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+VERBS = {
+    "train": ("llm.cli.train", "pretrain a GPT (llm train experiment=shakespeare_char data.path=...)"),
+    "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
+    "components": ("llm.cli.components", "list registered components, their options and model counts"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: llm VERB [hydra overrides...]", "", "verbs:"]
+    lines += [f"  {verb:<11} {about}" for verb, (_, about) in VERBS.items()]
+    lines += [
+        "",
+        "`llm VERB --help` shows the verb's config and its groups; `--cfg job` prints the composed config.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    verb = args[0]
+    if verb not in VERBS:
+        print(f"llm: unknown verb '{verb}'; choose one of: {', '.join(VERBS)}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    sys.argv = [f"llm {verb}", *args[1:]]
+    importlib.import_module(VERBS[verb][0]).main()

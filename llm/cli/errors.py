@@ -1,0 +1,51 @@
+"""User errors (bad configs, corpora, model directories) end a command with one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from llm.data.corpora import CorpusError
+from llm.export import ModelDirError
+from llm.model import ModelConfigError
+from llm.registry import RegistryError
+from llm.tokenizer import TokenizerError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CorpusError,
+    ModelConfigError,
+    ModelDirError,
+    RegistryError,
+    TokenizerError,
+    FileNotFoundError,
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The user error behind `exc` (Hydra wraps errors raised while instantiating), if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, USER_ERRORS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def report_user_errors(fn: F) -> F:
+    """Prints `error: <message>` and exits with status 2 on a user error; other errors keep their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            found = user_error(exc)
+            if found is None:
+                raise
+            print(f"error: {found}", file=sys.stderr)
+            raise SystemExit(2) from exc
+
+    return wrapper  # type: ignore[return-value]

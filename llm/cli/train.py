@@ -1,0 +1,15 @@
+"""`llm train [overrides]`: the Hydra app over llm.train.train."""
+
+import hydra
+from omegaconf import DictConfig
+
+from llm.cli.errors import report_user_errors
+from llm.configs import config_dir
+
+
+@hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    from llm.train import train
+
+    train(cfg)

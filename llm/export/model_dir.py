@@ -1,0 +1,95 @@
+"""A model directory describes itself and loads without Hydra:
+
+    model.safetensors   the weights, under the names documented in llm/model/gpt.py
+    config.json         {"format": "llm.gpt", "version": 1, "model": <ModelConfig as a dict>}
+    tokenizer.json      the tokenizer (llm.tokenizer's format)
+
+It is written into a temporary folder and renamed into place, so a half-written one never exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from llm.model import GPT, ModelConfig, ModelConfigError, build_gpt
+from llm.tokenizer import Tokenizer, TokenizerError, load_tokenizer, save_tokenizer
+
+FORMAT, VERSION = "llm.gpt", 1
+FILES = ("model.safetensors", "config.json", "tokenizer.json")
+
+
+class ModelDirError(ValueError):
+    """A model directory that is missing files or whose files disagree."""
+
+
+def save_model_dir(directory: str | Path, model: GPT, tokenizer: Tokenizer) -> Path:
+    """Writes weights, config and tokenizer; replaces an existing directory only once all is written."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        save_model(model, str(staging / "model.safetensors"))
+        config = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict()}
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        save_tokenizer(tokenizer, staging / "tokenizer.json")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def read_model_config(directory: Path) -> ModelConfig:
+    try:
+        data = json.loads((directory / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ModelDirError(
+            f"{directory / 'config.json'} is not valid JSON ({e}); re-export the model"
+        ) from e
+    if data.get("format") != FORMAT or data.get("version") != VERSION or "model" not in data:
+        raise ModelDirError(
+            f"{directory / 'config.json'} is not an {FORMAT} v{VERSION} config "
+            f"(format={data.get('format')!r}, version={data.get('version')!r}); re-export the model"
+        )
+    try:
+        return ModelConfig.from_dict(data["model"])
+    except (ModelConfigError, TypeError) as e:
+        raise ModelDirError(f"{directory / 'config.json'} describes no valid model: {e}") from e
+
+
+def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer]:
+    """Builds the model from config.json, loads its weights strictly, and loads its tokenizer."""
+    directory = Path(directory)
+    missing = [name for name in FILES if not (directory / name).is_file()]
+    if missing:
+        raise ModelDirError(
+            f"model directory {directory} lacks {', '.join(missing)}; point model= at the model/ folder "
+            "of a finished run (it holds model.safetensors, config.json and tokenizer.json)"
+        )
+    config = read_model_config(directory)
+    try:
+        tokenizer = load_tokenizer(directory / "tokenizer.json")
+    except TokenizerError as e:
+        raise ModelDirError(str(e)) from e
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ModelDirError(
+            f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but config.json says vocab_size="
+            f"{config.vocab_size}; the files come from different models"
+        )
+    model = build_gpt(config)
+    try:
+        load_model(model, str(directory / "model.safetensors"), strict=True, device=str(device))
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise ModelDirError(
+            f"{directory}: model.safetensors does not match config.json ({str(e).strip()[:500]}); "
+            "the files come from different models: re-export them together"
+        ) from e
+    return model.to(device).eval(), tokenizer

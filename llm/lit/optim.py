@@ -1,0 +1,196 @@
+"""Optimizer factories, used by Hydra as `_partial_` targets: `make_optimizer(model) -> Optimizer`.
+
+Weight decay goes to matrices only (linear weights, embeddings); biases and norm weights get none.
+`muon` pairs torch's Muon (hidden-layer matrices) with AdamW (the rest) behind one `CombinedOptimizer`,
+because Lightning's automatic optimisation steps a single optimizer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+
+def trainable(model: nn.Module) -> list[Tensor]:
+    """The parameters that need gradients; a tied parameter appears once (nn.Module removes duplicates)."""
+    params: list[Tensor] = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters (all have requires_grad=False)")
+    return params
+
+
+def decay_groups(params: Iterable[Tensor], weight_decay: float) -> list[dict[str, Any]]:
+    """Matrices (ndim >= 2) with `weight_decay`, everything else with 0; an empty group is left out."""
+    params = list(params)
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def pair(values: Sequence[float], name: str) -> tuple[float, float]:
+    """Two floats from a list or a ListConfig (what Hydra passes for a yaml list)."""
+    if len(values) != 2:
+        raise ValueError(f"optim.{name} must be two numbers like [0.9, 0.99], got {list(values)}")
+    return float(values[0]), float(values[1])
+
+
+def use_fused(params: Iterable[Tensor], fused: bool | None) -> bool:
+    """`fused`, or with None: True exactly when every parameter is on a CUDA device."""
+    return all(p.is_cuda for p in params) if fused is None else fused
+
+
+def adamw(
+    model: nn.Module,
+    *,
+    lr: float = 1e-3,
+    betas: Sequence[float] = (0.9, 0.99),
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only."""
+    params = trainable(model)
+    return torch.optim.AdamW(
+        decay_groups(params, weight_decay),
+        lr=lr,
+        betas=pair(betas, "betas"),
+        eps=eps,
+        fused=use_fused(params, fused),
+    )
+
+
+def sgd(
+    model: nn.Module,
+    *,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 0.0,
+) -> torch.optim.SGD:
+    """SGD with (L2) weight decay on matrices only; a baseline for the adaptive optimizers."""
+    if nesterov and momentum <= 0:
+        raise ValueError(
+            f"optim.nesterov=true needs optim.momentum > 0, got {momentum}; set one or the other"
+        )
+    return torch.optim.SGD(
+        decay_groups(trainable(model), weight_decay), lr=lr, momentum=momentum, nesterov=nesterov
+    )
+
+
+def hidden_matrices(model: nn.Module) -> list[Tensor]:
+    """The 2-D weights inside `model.blocks` (attention and MLP linears): the parameters Muon is meant for."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.Module):
+        raise ValueError(
+            f"optim=muon needs a model with a `blocks` module of hidden layers; {type(model).__name__} has "
+            "none, so use optim=adamw for it"
+        )
+    return [p for p in blocks.parameters() if p.requires_grad and p.ndim == 2]
+
+
+def muon(
+    model: nn.Module,
+    *,
+    lr: float = 0.02,
+    momentum: float = 0.95,
+    nesterov: bool = True,
+    ns_steps: int = 5,
+    adjust_lr_fn: str | None = None,
+    adamw_lr: float = 1e-3,
+    adamw_betas: Sequence[float] = (0.9, 0.99),
+    adamw_eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    fused: bool | None = None,
+) -> CombinedOptimizer:
+    """Muon for the hidden layers' weight matrices, AdamW for embeddings, the LM head and 1-D params."""
+    matrices = hidden_matrices(model)
+    in_muon = {id(p) for p in matrices}
+    rest = [p for p in trainable(model) if id(p) not in in_muon]
+    optimizers: list[Optimizer] = []
+    if matrices:
+        optimizers.append(
+            torch.optim.Muon(
+                matrices,
+                lr=lr,
+                momentum=momentum,
+                nesterov=nesterov,
+                ns_steps=ns_steps,
+                adjust_lr_fn=adjust_lr_fn,
+                weight_decay=weight_decay,
+            )
+        )
+    if rest:
+        optimizers.append(
+            torch.optim.AdamW(
+                decay_groups(rest, weight_decay),
+                lr=adamw_lr,
+                betas=pair(adamw_betas, "adamw_betas"),
+                eps=adamw_eps,
+                fused=use_fused(rest, fused),
+            )
+        )
+    return CombinedOptimizer(optimizers)
+
+
+class CombinedOptimizer(Optimizer):
+    """Several optimizers over disjoint parameters, stepped as one.
+
+    `param_groups` holds the inner optimizers' own group dicts, so an LR scheduler that scales
+    `group["lr"]` reaches every inner optimizer.
+    """
+
+    def __init__(self, optimizers: Sequence[Optimizer]) -> None:
+        if not optimizers:
+            raise ValueError("CombinedOptimizer needs at least one optimizer")
+        self.optimizers = list(optimizers)
+        super().__init__([p for opt in self.optimizers for g in opt.param_groups for p in g["params"]], {})
+        self._link_groups()
+
+    def _link_groups(self) -> None:
+        # In place: LambdaLR and Lightning's optimizer wrapper keep a reference to this very list.
+        self.param_groups[:] = [group for opt in self.optimizers for group in opt.param_groups]
+
+    @property
+    def state(self) -> defaultdict[Tensor, Any]:
+        """A merged read view of the inner optimizers' per-parameter state."""
+        return defaultdict(dict, ((p, s) for opt in self.optimizers for p, s in opt.state.items()))
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        pass  # Optimizer.__init__ assigns an empty state; the real state lives in the inner optimizers
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Evaluates `closure` (forward and backward) once, then steps every inner optimizer."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        inner = state_dict.get("optimizers")
+        if not isinstance(inner, list) or len(inner) != len(self.optimizers):
+            raise ValueError(
+                f"optimizer state holds {len(inner) if isinstance(inner, list) else 'no'} inner states, this "
+                f"CombinedOptimizer has {len(self.optimizers)}; resume with the optim settings saved with it"
+            )
+        for opt, state in zip(self.optimizers, inner, strict=True):
+            opt.load_state_dict(state)
+        self._link_groups()  # Optimizer.load_state_dict replaces the group dicts with new ones

@@ -1,0 +1,1 @@
+"""Turning runs into things a person reads: summary tables and plots."""

@@ -1,0 +1,164 @@
+"""`train(cfg)`: pretrain a GPT from a composed config and return its final metrics.
+
+Everything the run produces goes into cfg.paths.run_dir: the resolved config, run info (git revision, data
+fingerprint), checkpoints/, metrics (CSV, TensorBoard), model/, summary.json, loss.png and samples.txt.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from llm.data.pretrain import PretrainDataModule
+from llm.export import save_model_dir
+from llm.infer import sample_text
+from llm.lit.callbacks import Throughput
+from llm.lit.pretrain import PretrainModule
+from llm.model import ModelConfig
+from llm.model.counting import count_parameters, training_flops_per_token
+from llm.report.run_summary import plot_losses, print_summary, write_json
+
+
+def build_datamodule(cfg: DictConfig) -> PretrainDataModule:
+    return PretrainDataModule(
+        corpus=instantiate(cfg.data.corpus),
+        tokenizer=OmegaConf.to_container(cfg.tokenizer, resolve=True),  # type: ignore[arg-type]
+        block_size=cfg.model.block_size,
+        batch_size=cfg.data.batch_size,
+        val_fraction=cfg.data.val_fraction,
+        val_batches=cfg.data.val_batches,
+        cache_dir=cfg.paths.cache_dir,
+        seed=cfg.seed,
+        num_workers=cfg.data.num_workers,
+    )
+
+
+def model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
+    """The ModelConfig for the composed `model` node and a tokenizer's vocabulary size."""
+    node = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(node, dict)
+    return ModelConfig.from_dict({**node, "vocab_size": vocab_size})
+
+
+def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """`last` means this run directory's checkpoints/last.ckpt, which must exist."""
+    if ckpt_path in (None, ""):
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(str(ckpt_path))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; ckpt_path=last resumes the run whose directory is given by "
+            "hydra.run.dir=<that run's directory>"
+        )
+    return str(path)
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def instantiate_all(node: DictConfig | None) -> list[Any]:
+    """Instantiates each `_target_` entry of a group such as callbacks or logger; null entries are skipped."""
+    if not node:
+        return []
+    return [instantiate(entry) for entry in node.values() if entry is not None and "_target_" in entry]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Runs pretraining as configured; returns the summary it writes to summary.json."""
+    started = time.perf_counter()
+    run_dir = Path(cfg.paths.run_dir)
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    splits = datamodule.splits
+    config = model_config(cfg, splits.tokenizer.vocab_size)
+    module = PretrainModule(
+        config,
+        instantiate(cfg.optim),
+        instantiate(cfg.scheduler),
+        splits.bytes_per_token,
+        compile=cfg.compile,
+    )
+    throughput = Throughput()
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*instantiate_all(cfg.callbacks), throughput],
+        logger=instantiate_all(cfg.logger),
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_json(
+            run_dir / "run_info.json",
+            {"git_revision": git_revision(), "data_fingerprint": splits.fingerprint},
+        )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    summary = summarize(trainer, module, throughput, final, time.perf_counter() - started)
+    if trainer.is_global_zero:
+        finish_run(cfg, run_dir, module, splits.tokenizer, summary)
+    return summary
+
+
+def summarize(
+    trainer: L.Trainer,
+    module: PretrainModule,
+    throughput: Throughput,
+    final: dict[str, float],
+    seconds: float,
+) -> dict[str, Any]:
+    train_loss = trainer.callback_metrics.get("train/loss")
+    counts = count_parameters(module.model)
+    return {
+        "val_loss": float(final["val/loss"]),
+        "val_ppl": float(final["val/ppl"]),
+        "val_bpb": float(final["val/bpb"]),
+        "train_loss": float(train_loss) if train_loss is not None else float("nan"),
+        "steps": trainer.global_step,
+        "tokens_seen": throughput.tokens_seen,
+        "tokens_per_sec": throughput.tokens_per_sec,
+        "wall_seconds": seconds,
+        "params": counts["params"],
+        "params_non_embedding": counts["params_non_embedding"],
+        "flops_per_token": training_flops_per_token(module.model_config),
+    }
+
+
+def finish_run(cfg: DictConfig, run_dir: Path, module: PretrainModule, tokenizer: Any, summary: dict) -> None:
+    """Writes model/, summary.json, loss.png and samples.txt, and prints the summary and samples."""
+    save_model_dir(run_dir / "model", module.model, tokenizer)
+    write_json(run_dir / "summary.json", summary)
+    plot_losses(run_dir / "metrics.csv", run_dir / "loss.png")
+    console = Console()
+    print_summary(summary, console)
+    samples = [
+        sample_text(
+            module.model,
+            tokenizer,
+            cfg.samples.prompt,
+            cfg.samples.max_new_tokens,
+            cfg.samples.temperature,
+            cfg.samples.top_k,
+            seed=cfg.seed + i,
+        )
+        for i in range(cfg.samples.num)
+    ]
+    (run_dir / "samples.txt").write_text("\n\n---\n\n".join(samples) + "\n")
+    for i, text in enumerate(samples):
+        console.rule(f"sample {i}")
+        console.print(text, markup=False, highlight=False)
+    console.print(f"run directory: {run_dir}")

@@ -1,0 +1,68 @@
+"""Model directories: round trip, and clear errors for missing files or mismatched config and weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from llm.export import ModelDirError, load_model_dir, save_model_dir
+from llm.model import ModelConfig, Part, build_gpt
+from llm.tokenizer import train_tokenizer
+
+
+def saved(tmp_path: Path, **shape) -> Path:
+    tokenizer = train_tokenizer("char", ["hello world\n"])
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, **shape
+    )
+    return save_model_dir(tmp_path / "model", build_gpt(config), tokenizer)
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
+    tokenizer = train_tokenizer("char", ["hello world\n"])
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        block_size=8,
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+        position=Part("rope", {"theta": 500.0}),
+        tie_weights=True,
+    )
+    model = build_gpt(config).eval()
+    save_model_dir(tmp_path / "model", model, tokenizer)
+    loaded, loaded_tokenizer = load_model_dir(tmp_path / "model")
+    assert loaded.config == config
+    x = torch.tensor([tokenizer.encode("hello")])
+    torch.testing.assert_close(loaded(x), model(x))
+    assert loaded.head.weight is loaded.token_embedding.weight
+    assert loaded_tokenizer.encode("world") == tokenizer.encode("world")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    directory = saved(tmp_path)
+    (directory / "tokenizer.json").unlink()
+    with pytest.raises(ModelDirError, match="lacks tokenizer.json; point model="):
+        load_model_dir(directory)
+
+
+def test_config_that_does_not_match_the_weights(tmp_path: Path) -> None:
+    directory = saved(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    config["model"]["n_embd"] = 32
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match="does not match config.json"):
+        load_model_dir(directory)
+
+
+def test_config_naming_an_unknown_setting(tmp_path: Path) -> None:
+    directory = saved(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    config["model"]["n_layers"] = 3
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirError, match="unknown model setting"):
+        load_model_dir(directory)

@@ -1,0 +1,81 @@
+"""End-to-end pretraining through the plain `train(cfg)` function, and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llm.configs import compose_config
+from llm.export import load_model_dir
+from llm.train import train
+from tests.conftest import tiny_overrides
+
+
+def run_train(tmp_path: Path, corpus: Path, *extra: str, run: str = "run", steps: int = 30) -> dict:
+    cfg = compose_config("train", [*tiny_overrides(tmp_path, corpus, run, steps), *extra])
+    return train(cfg)
+
+
+def test_train_writes_the_run_directory_and_loss_falls(tmp_path: Path, corpus_file: Path) -> None:
+    summary = run_train(tmp_path, corpus_file, steps=40)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "run_info.json", "metrics.csv", "summary.json", "loss.png", "samples.txt"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert any((run / "tensorboard").iterdir())
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (run / "model" / name).is_file(), name
+    on_disk = json.loads((run / "summary.json").read_text())
+    for key in (
+        "val_loss",
+        "val_bpb",
+        "train_loss",
+        "tokens_seen",
+        "tokens_per_sec",
+        "wall_seconds",
+        "params",
+    ):
+        assert key in on_disk, key
+    assert on_disk["tokens_seen"] == 40 * 8 * 16
+    vocab = len(set(corpus_file.read_text()))
+    # a uniform guess costs ln(vocab) nats; 40 steps on this repetitive text must do much better
+    assert summary["val_loss"] < 0.75 * math.log(vocab)
+    # bits per byte: the corpus is ASCII, so one char token is one byte
+    assert summary["val_bpb"] == pytest.approx(summary["val_loss"] / math.log(2), rel=1e-4)
+    model, tokenizer = load_model_dir(run / "model")
+    assert sum(p.numel() for p in model.parameters()) == summary["params"]
+    assert (run / "samples.txt").read_text().startswith("the")
+
+
+def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path, corpus_file: Path) -> None:
+    full = run_train(tmp_path, corpus_file, run="full", steps=20)
+    stop = ["+callbacks.stop._target_=tests.helpers.StopAtStep", "+callbacks.stop.step=10"]
+    run_train(tmp_path, corpus_file, *stop, run="resumed", steps=20)
+    ckpt = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 10
+    resumed = run_train(tmp_path, corpus_file, "ckpt_path=last", run="resumed", steps=20)
+    assert resumed["steps"] == 20
+    final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    uninterrupted = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 20
+    # the learning rate continues on the schedule, and the weights equal those of the uninterrupted run
+    lr = final["lr_schedulers"][0]["_last_lr"][0]
+    assert lr == pytest.approx(uninterrupted["lr_schedulers"][0]["_last_lr"][0])
+    assert lr != pytest.approx(ckpt["lr_schedulers"][0]["_last_lr"][0])
+    a = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert resumed["val_loss"] == pytest.approx(full["val_loss"], rel=1e-5)
+    assert resumed["tokens_seen"] == full["tokens_seen"]
+
+
+def test_resume_without_a_checkpoint_says_how(tmp_path: Path, corpus_file: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="hydra.run.dir"):
+        run_train(tmp_path, corpus_file, "ckpt_path=last", run="empty")
