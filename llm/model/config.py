@@ -65,7 +65,8 @@ class ModelConfig:
         if self.n_embd % self.n_head:
             raise ModelConfigError(
                 f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}; "
-                f"choose n_embd as a multiple of n_head (e.g. n_embd={self.n_head * max(1, self.n_embd // self.n_head)})"
+                "choose n_embd as a multiple of n_head "
+                f"(e.g. n_embd={self.n_head * max(1, self.n_embd // self.n_head)})"
             )
         kv = self.kv_heads
         if kv < 1 or self.n_head % kv:

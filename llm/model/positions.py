@@ -93,7 +93,8 @@ class Learned(Position):
         if offset + t > self.table.num_embeddings:
             raise ValueError(
                 f"positions {offset}..{offset + t - 1} do not fit the learned position table of "
-                f"{self.table.num_embeddings} positions; shorten the input to at most {self.table.num_embeddings} tokens"
+                f"{self.table.num_embeddings} positions; "
+                f"shorten the input to at most {self.table.num_embeddings} tokens"
             )
         positions = torch.arange(offset, offset + t, device=x.device)
         return x + self.table(positions)
@@ -122,7 +123,8 @@ class Rotary(Position):
         super().__init__()
         if config.head_dim % 2:
             raise ModelConfigError(
-                f"rope needs an even head size, got n_embd/n_head = {config.n_embd}/{config.n_head} = {config.head_dim}; "
+                f"rope needs an even head size, got n_embd/n_head = "
+                f"{config.n_embd}/{config.n_head} = {config.head_dim}; "
                 "change n_embd or n_head so that their quotient is even"
             )
         self.head_dim, self.theta = config.head_dim, float(theta)

@@ -1,0 +1,221 @@
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from llm.lit.optim import CombinedOptimizer, adamw, decay_groups, muon, sgd, use_fused
+from llm.lit.schedules import Constant
+from llm.model import GPT, ModelConfig, build_gpt
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "optim"
+
+# 2-D parameters of the tiny GPT below; the head is tied to token_embedding.weight
+MATRICES = {"token_embedding.weight", "position.table.weight"} | {
+    f"blocks.{i}.{name}.weight" for i in (0, 1) for name in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
+}
+HIDDEN = {name for name in MATRICES if name.startswith("blocks.")}
+
+
+def tiny_gpt(**options: Any) -> GPT:
+    torch.manual_seed(0)
+    return build_gpt(ModelConfig(vocab_size=32, block_size=16, n_layer=2, n_head=2, n_embd=16, **options))
+
+
+def batch() -> Tensor:
+    return torch.randint(0, 32, (4, 17), generator=torch.Generator().manual_seed(1))
+
+
+def loss_of(model: nn.Module, tokens: Tensor) -> Tensor:
+    logits = model(tokens[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> list[float]:
+    """`steps` optimizer steps on one fixed batch; the loss before each step."""
+    tokens, losses = batch(), []
+
+    def closure() -> float:
+        optimizer.zero_grad()
+        loss = loss_of(model, tokens)
+        loss.backward()
+        losses.append(loss.item())
+        return loss.item()
+
+    for _ in range(steps):
+        optimizer.step(closure)
+    return losses
+
+
+def names_in(model: nn.Module, params: list[Tensor]) -> set[str]:
+    ids = {id(p) for p in params}
+    return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
+def test_decay_goes_to_matrices_only_and_a_tied_weight_counts_once() -> None:
+    model = tiny_gpt()
+    assert model.head.weight is model.token_embedding.weight
+    optimizer = adamw(model, lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, fused=None)
+    decayed, plain = optimizer.param_groups
+    assert (decayed["weight_decay"], plain["weight_decay"]) == (0.1, 0.0)
+    assert names_in(model, decayed["params"]) == MATRICES
+    assert all(p.ndim == 1 for p in plain["params"])
+    # embedding + table + 2 layers · (2 norms · 2 + qkv 2 + proj 2 + fc 2 + proj 2) + final norm 2
+    everything = decayed["params"] + plain["params"]
+    assert len(everything) == len({id(p) for p in everything}) == 2 + 2 * 12 + 2
+
+
+def test_an_untied_head_is_decayed_too() -> None:
+    model = tiny_gpt(tie_weights=False)
+    groups = decay_groups(model.parameters(), 0.1)
+    assert names_in(model, groups[0]["params"]) == MATRICES | {"head.weight"}
+
+
+def test_frozen_parameters_are_left_out() -> None:
+    model = tiny_gpt()
+    model.token_embedding.weight.requires_grad_(False)
+    optimizer = adamw(model, weight_decay=0.1)
+    assert "token_embedding.weight" not in names_in(model, optimizer.param_groups[0]["params"])
+
+
+def test_adamw_on_cpu_is_not_fused_and_trains() -> None:
+    model = tiny_gpt()
+    optimizer = adamw(model, lr=1e-2, betas=OmegaConf.create([0.9, 0.95]), eps=1e-8, weight_decay=0.1, fused=None)
+    assert optimizer.param_groups[0]["fused"] is False
+    assert optimizer.param_groups[0]["betas"] == (0.9, 0.95)
+    assert all(type(b) is float for b in optimizer.param_groups[0]["betas"])
+    losses = train(model, optimizer, 5)
+    assert losses[-1] < losses[0]
+
+
+def test_use_fused() -> None:
+    cpu = [torch.zeros(2)]
+    assert use_fused(cpu, None) is False
+    assert use_fused(cpu, True) is True and use_fused(cpu, False) is False
+
+
+def test_betas_must_be_a_pair() -> None:
+    with pytest.raises(ValueError, match=r"optim\.betas must be two numbers"):
+        adamw(tiny_gpt(), betas=[0.9])
+
+
+def test_sgd_groups_and_trains() -> None:
+    model = tiny_gpt()
+    optimizer = sgd(model, lr=0.5, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    assert names_in(model, optimizer.param_groups[0]["params"]) == MATRICES
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-4, 0.0]
+    losses = train(model, optimizer, 5)
+    assert losses[-1] < losses[0]
+    with pytest.raises(ValueError, match=r"optim\.momentum > 0"):
+        sgd(model, momentum=0.0, nesterov=True)
+
+
+def make_muon(model: nn.Module) -> CombinedOptimizer:
+    return muon(
+        model,
+        lr=0.02,
+        momentum=0.95,
+        nesterov=True,
+        adamw_lr=1e-3,
+        adamw_betas=OmegaConf.create([0.9, 0.99]),
+        adamw_eps=1e-8,
+        weight_decay=0.01,
+    )
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest() -> None:
+    model = tiny_gpt()
+    optimizer = make_muon(model)
+    inner_muon, inner_adamw = optimizer.optimizers
+    assert isinstance(inner_muon, torch.optim.Muon) and isinstance(inner_adamw, torch.optim.AdamW)
+    assert names_in(model, [p for g in inner_muon.param_groups for p in g["params"]]) == HIDDEN
+    decayed, plain = inner_adamw.param_groups
+    assert names_in(model, decayed["params"]) == {"token_embedding.weight", "position.table.weight"}
+    assert all(p.ndim == 1 for p in plain["params"]) and plain["weight_decay"] == 0.0
+    # the union, once each, as the inner optimizers' own group dicts
+    assert [id(g) for g in optimizer.param_groups] == [id(g) for o in optimizer.optimizers for g in o.param_groups]
+    assert [g["lr"] for g in optimizer.param_groups] == [0.02, 1e-3, 1e-3]
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == 2 + 2 * 12 + 2
+
+
+def test_muon_reduces_the_loss_and_evaluates_the_closure_once() -> None:
+    model = tiny_gpt()
+    optimizer = make_muon(model)
+    losses = train(model, optimizer, 9)
+    assert len(losses) == 9  # the closure (forward and backward) ran once a step
+    assert losses[-1] < losses[0] - 0.05
+    assert len(optimizer.state) == 2 + 2 * 12 + 2  # a state per parameter, read through both optimizers
+    optimizer.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_lambdalr_scales_both_inner_optimizers() -> None:
+    optimizer = make_muon(tiny_gpt())
+    scheduler = LambdaLR(optimizer, Constant(warmup_steps=3, total_steps=10))  # 1/4, 2/4, 3/4, 1, ...
+    inner_muon, inner_adamw = optimizer.optimizers
+    assert inner_muon.param_groups[0]["lr"] == pytest.approx(0.02 / 4)
+    assert inner_adamw.param_groups[1]["lr"] == pytest.approx(1e-3 / 4)
+    optimizer.step()
+    scheduler.step()
+    assert inner_muon.param_groups[0]["lr"] == pytest.approx(0.02 * 2 / 4)
+    assert inner_adamw.param_groups[0]["lr"] == pytest.approx(1e-3 * 2 / 4)
+
+
+def test_muon_state_dict_round_trip(tmp_path: Path) -> None:
+    model = tiny_gpt()
+    optimizer = make_muon(model)
+    scheduler = LambdaLR(optimizer, Constant(warmup_steps=4, total_steps=10))
+    for _ in range(3):
+        train(model, optimizer, 1)
+        scheduler.step()
+    torch.save(optimizer.state_dict(), tmp_path / "optim.pt")
+
+    copy_model = copy.deepcopy(model)
+    resumed = make_muon(copy_model)
+    resumed_scheduler = LambdaLR(resumed, Constant(warmup_steps=4, total_steps=10))
+    resumed.load_state_dict(torch.load(tmp_path / "optim.pt", weights_only=True))
+    resumed_scheduler.load_state_dict(scheduler.state_dict())
+    # the groups stay the inner optimizers' own dicts after loading (load_state_dict replaces them)
+    assert [id(g) for g in resumed.param_groups] == [id(g) for o in resumed.optimizers for g in o.param_groups]
+    assert [g["lr"] for g in resumed.param_groups] == pytest.approx([g["lr"] for g in optimizer.param_groups])
+
+    for _ in range(2):
+        train(model, optimizer, 1)
+        scheduler.step()
+        train(copy_model, resumed, 1)
+        resumed_scheduler.step()
+    assert resumed.param_groups[0]["lr"] == pytest.approx(0.02)  # the scheduler reached the resumed groups
+    for p, q in zip(model.parameters(), copy_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_muon_state_of_another_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="inner states"):
+        make_muon(tiny_gpt()).load_state_dict({"optimizers": [{}]})
+
+
+def test_muon_needs_blocks() -> None:
+    with pytest.raises(ValueError, match="optim=adamw"):
+        muon(nn.Linear(4, 4))
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_optim_yaml_instantiates_and_trains(path: Path) -> None:
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] = hydra.utils.instantiate(OmegaConf.load(path))
+    model = tiny_gpt()
+    optimizer = make_optimizer(model)
+    assert all("lr" in group for group in optimizer.param_groups)
+    LambdaLR(optimizer, Constant(warmup_steps=0, total_steps=10))
+    losses = train(model, optimizer, 4)
+    assert losses[-1] < losses[0]
+
+
+def test_optim_yamls_are_all_there() -> None:
+    assert sorted(p.stem for p in CONF.glob("*.yaml")) == ["adamw", "muon", "sgd"]
