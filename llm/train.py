@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
     """The ModelConfig for the composed `model` node and a tokenizer's vocabulary size."""
     node = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(node, dict)
-    return ModelConfig.from_dict({**node, "vocab_size": vocab_size})
+    return ModelConfig.from_dict({**{str(k): v for k, v in node.items()}, "vocab_size": vocab_size})
 
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
@@ -118,7 +119,7 @@ def summarize(
     trainer: L.Trainer,
     module: PretrainModule,
     throughput: Throughput,
-    final: dict[str, float],
+    final: Mapping[str, float],
     seconds: float,
 ) -> dict[str, Any]:
     train_loss = trainer.callback_metrics.get("train/loss")

@@ -44,8 +44,9 @@ def test_every_group_has_options() -> None:
 def test_data_options_instantiate(tmp_path: Path, corpus_file: Path, option: str) -> None:
     jsonl = tmp_path / "docs.jsonl"
     jsonl.write_text('{"text": "hello there"}\n{"text": "general kenobi"}\n')
-    extra = {"hf": [f"data.corpus.data_files={jsonl}"]}.get(option, [f"data.path={corpus_file}"])
-    cfg = compose(tmp_path, corpus_file, f"data={option}", *extra)
+    extra = {"hf": [f"data.corpus.data_files={jsonl}"], "pystdlib": []}.get(option, [f"data.path={corpus_file}"])
+    general = [o for o in tiny_overrides(tmp_path, corpus_file) if not o.startswith("data")]
+    cfg = compose_config("train", [*general, f"data={option}", *extra])
     if option == "pystdlib":
         cfg.data.corpus.max_bytes = 20_000
     corpus = instantiate(cfg.data.corpus)
@@ -118,7 +119,7 @@ def test_logger_and_callback_options(tmp_path: Path, corpus_file: Path, group: s
 
 @pytest.mark.parametrize("option", options("experiment"))
 def test_experiments_compose(option: str) -> None:
-    cfg = compose_config("train", [f"experiment={option}", "paths.run_dir=/nonexistent", "data.path=x.txt"])
+    cfg = compose_config("train", [f"experiment={option}", "paths.run_dir=/nonexistent"])
     assert model_config(cfg, vocab_size=65).n_layer >= 1
     assert cfg.trainer.max_steps > 0
 

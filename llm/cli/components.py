@@ -1,7 +1,7 @@
 """`llm components [model=<preset>] [model.n_layer=...] [vocab_size=...]`."""
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from llm.cli.errors import report_user_errors
 from llm.configs import config_dir
@@ -11,8 +11,6 @@ from llm.configs import config_dir
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     from llm.components import print_components
-    from llm.model import ModelConfig
+    from llm.train import model_config
 
-    node = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(node, dict)
-    print_components(ModelConfig.from_dict({**node, "vocab_size": cfg.vocab_size}))
+    print_components(model_config(cfg, cfg.vocab_size))

@@ -7,7 +7,7 @@ from llm.cli.errors import report_user_errors
 from llm.configs import config_dir
 
 
-@hydra.main(config_path=str(config_dir()), config_name="sample", version_base="1.3")
+@hydra.main(config_path=str(config_dir() / "verbs"), config_name="sample", version_base="1.3")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     from llm.export import load_model_dir

@@ -114,9 +114,10 @@ class PretrainDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         start, rank = 0, 0
-        if self._trainer is not None:  # resume: continue at the first micro-batch not yet trained on
-            start = self.trainer.global_step * self.trainer.accumulate_grad_batches
-            rank = self.trainer.global_rank
+        trainer = self.trainer
+        if trainer is not None:  # resume: continue at the first micro-batch not yet trained on
+            start = trainer.global_step * trainer.accumulate_grad_batches
+            rank = trainer.global_rank
         train = self.splits.train
         dataset = RandomWindows(
             Path(train.filename), str(train.dtype), self.block_size, self.batch_size, self.seed, rank, start

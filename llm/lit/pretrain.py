@@ -59,7 +59,7 @@ class PretrainModule(L.LightningModule):
         self.log("val/ppl", torch.exp(loss))
         self.log("val/bpb", loss / math.log(2) / self.bytes_per_token)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         total_steps = self.trainer.max_steps
         if total_steps is None or total_steps < 1:
             raise ValueError(

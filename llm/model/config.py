@@ -101,4 +101,4 @@ class ModelConfig:
             raise ModelConfigError(f"unknown model setting(s) {unknown}; valid settings are: {sorted(known)}")
         parts = {"position", "attention", "norm", "mlp", "block"}
         values = {k: Part.parse(v, k) if k in parts else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]

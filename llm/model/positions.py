@@ -58,6 +58,8 @@ def sinusoidal_table(positions: Tensor, dim: int) -> Tensor:
 class Sinusoidal(Position):
     """Fixed sines and cosines added to the token embeddings (Vaswani et al., 2017)."""
 
+    table: Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if config.n_embd % 2:
@@ -119,6 +121,9 @@ def apply_rotation(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class Rotary(Position):
     """Rotary position embedding (Su et al., 2021): q and k rotated by position-dependent angles."""
 
+    cos: Tensor
+    sin: Tensor
+
     def __init__(self, config: ModelConfig, *, theta: float = 10000.0) -> None:
         super().__init__()
         if config.head_dim % 2:
@@ -160,6 +165,8 @@ def alibi_slopes(n_head: int) -> Tensor:
 @POSITIONS.register("alibi")
 class ALiBi(Position):
     """Attention with linear biases: score(i, j) gets -slope_h * (i - j); no embedding is added."""
+
+    slopes: Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

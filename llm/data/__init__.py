@@ -1,0 +1,1 @@
+"""Data: corpora (sources of text), cached token files, and Lightning data modules."""

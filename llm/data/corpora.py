@@ -1,0 +1,197 @@
+"""Corpora: sources of text for pretraining, streamed as documents so nothing needs the whole corpus in RAM."""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import os
+import sysconfig
+import tempfile
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+CHUNK_BYTES = 1 << 20
+ENCODING_POLICIES = ("strict", "replace")
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be read; the message names the source and the fix."""
+
+
+class Corpus(ABC):
+    """A source of text, yielded as documents (pieces of at most about a MiB)."""
+
+    @abstractmethod
+    def documents(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+
+def read_text_chunks(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
+    """A file's text in ~1 MiB pieces through an incremental UTF-8 decoder."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=encoding_errors)
+    offset = 0
+    with path.open("rb") as f:
+        while True:
+            block = f.read(CHUNK_BYTES)
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                raise CorpusError(
+                    f"{path} is not valid UTF-8 at byte {offset + e.start}; convert it to UTF-8, or set "
+                    "data.corpus.encoding_errors=replace to replace such bytes with U+FFFD"
+                ) from e
+            if text:
+                yield text
+            if not block:
+                return
+            offset += len(block)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PyStdlibCorpus(Corpus):
+    """The running interpreter's standard-library sources: a corpus that ships with Python itself.
+
+    Files are taken in sorted order; test suites, site-packages and __pycache__ are left out, files that are
+    not UTF-8 are skipped, and reading stops before `max_bytes` UTF-8 bytes.
+    """
+
+    EXCLUDED_PARTS = frozenset({"test", "tests", "idle_test", "site-packages", "__pycache__"})
+
+    def __init__(self, *, max_bytes: int = 2_000_000, root: str | None = None) -> None:
+        if max_bytes < 1:
+            raise CorpusError(f"data.corpus.max_bytes must be positive, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.root = Path(root or sysconfig.get_paths()["stdlib"])
+
+    def files(self) -> list[Path]:
+        found = []
+        for path in self.root.rglob("*.py"):
+            relative = path.relative_to(self.root)
+            if self.EXCLUDED_PARTS.intersection(relative.parts[:-1]) or relative.name.startswith("test_"):
+                continue
+            found.append(relative)
+        return [self.root / p for p in sorted(found, key=lambda p: p.as_posix())]
+
+    def documents(self) -> Iterator[str]:
+        used = 0
+        for path in self.files():
+            try:
+                text = path.read_text(encoding="utf-8") + "\n"
+            except (UnicodeDecodeError, OSError):
+                continue
+            size = len(text.encode("utf-8"))
+            if used + size > self.max_bytes:
+                return
+            used += size
+            yield text
+
+    def describe(self) -> str:
+        return f"pystdlib corpus ({self.root}, at most {self.max_bytes:,} bytes)"
+
+
+class TextCorpus(Corpus):
+    """Local text files, given as paths or globs (`**` allowed), read in sorted order as UTF-8.
+
+    Policy for bytes that are not UTF-8: encoding_errors="strict" (default) stops with an error naming the file
+    and the byte offset; "replace" turns them into U+FFFD.
+    """
+
+    def __init__(self, *, path: str | list[str], encoding_errors: str = "strict") -> None:
+        if encoding_errors not in ENCODING_POLICIES:
+            raise CorpusError(
+                f"data.corpus.encoding_errors={encoding_errors!r} is not a policy; choose one of: strict, replace"
+            )
+        self.patterns = [path] if isinstance(path, str) else [str(p) for p in path]
+        if not self.patterns:
+            raise CorpusError("data.path names no file; give a file, a glob like 'books/*.txt', or a list of them")
+        self.encoding_errors = encoding_errors
+
+    def files(self) -> list[Path]:
+        found: list[Path] = []
+        for pattern in self.patterns:
+            matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+            matches = [m for m in matches if Path(m).is_file()]
+            if not matches:
+                raise CorpusError(
+                    f"data.path {pattern!r} matches no file (looked from {Path.cwd()}); "
+                    "check the path, or give an absolute one"
+                )
+            found.extend(Path(m) for m in matches if Path(m) not in found)
+        return found
+
+    def documents(self) -> Iterator[str]:
+        for path in self.files():
+            yield from read_text_chunks(path, self.encoding_errors)
+
+    def describe(self) -> str:
+        return f"text corpus {', '.join(self.patterns)}"
+
+
+class TinyShakespeareCorpus(Corpus):
+    """Tiny Shakespeare: a local copy (path, or $LLM_DATA_DIR/tinyshakespeare.txt) or a sha256-checked download."""
+
+    FILE_NAME = "tinyshakespeare.txt"
+
+    def __init__(
+        self, *, path: str | None = None, cache_dir: str, url: str = SHAKESPEARE_URL, sha256: str = SHAKESPEARE_SHA256
+    ) -> None:
+        self.path, self.cache_dir, self.url, self.sha256 = path, Path(cache_dir), url, sha256
+
+    def local_file(self) -> Path:
+        """The file to read, downloading it into the cache directory if no local copy is given."""
+        if self.path is not None:
+            path = Path(self.path).expanduser()
+            if not path.is_file():
+                raise CorpusError(f"data.path={self.path} is not a file (looked from {Path.cwd()}); check the path")
+            return path
+        data_dir = os.environ.get("LLM_DATA_DIR")
+        if data_dir and (Path(data_dir) / self.FILE_NAME).is_file():
+            return Path(data_dir) / self.FILE_NAME
+        cached = self.cache_dir / self.FILE_NAME
+        if cached.is_file() and file_sha256(cached) == self.sha256:
+            return cached
+        return self.download(cached)
+
+    def download(self, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(self.url, timeout=30) as response:
+                for block in iter(lambda: response.read(CHUNK_BYTES), b""):
+                    out.write(block)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise CorpusError(
+                f"could not download tiny Shakespeare from {self.url} ({e}); pass a local copy with "
+                "data.path=/path/to/tinyshakespeare.txt or put it in $LLM_DATA_DIR"
+            ) from e
+        actual = file_sha256(tmp)
+        if actual != self.sha256:
+            tmp.unlink(missing_ok=True)
+            raise CorpusError(
+                f"the file downloaded from {self.url} has sha256 {actual}, expected {self.sha256}; "
+                "the download is corrupt or the source changed: pass a verified copy with data.path="
+            )
+        os.replace(tmp, target)
+        return target
+
+    def documents(self) -> Iterator[str]:
+        yield from read_text_chunks(self.local_file())
+
+    def describe(self) -> str:
+        return f"tiny Shakespeare ({self.path or self.url})"
