@@ -108,8 +108,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             {"git_revision": git_revision(), "data_fingerprint": splits.fingerprint},
         )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    summary = summarize(trainer, module, throughput, final, time.perf_counter() - started)
+    summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
     if trainer.is_global_zero:
         finish_run(cfg, run_dir, module, splits.tokenizer, summary)
     return summary
@@ -120,15 +121,15 @@ def summarize(
     module: PretrainModule,
     throughput: Throughput,
     final: Mapping[str, float],
+    train_loss: float,
     seconds: float,
 ) -> dict[str, Any]:
-    train_loss = trainer.callback_metrics.get("train/loss")
     counts = count_parameters(module.model)
     return {
         "val_loss": float(final["val/loss"]),
         "val_ppl": float(final["val/ppl"]),
         "val_bpb": float(final["val/bpb"]),
-        "train_loss": float(train_loss) if train_loss is not None else float("nan"),
+        "train_loss": train_loss,
         "steps": trainer.global_step,
         "tokens_seen": throughput.tokens_seen,
         "tokens_per_sec": throughput.tokens_per_sec,

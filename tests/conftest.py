@@ -39,7 +39,6 @@ def tiny_overrides(tmp_path: Path, corpus: Path, run: str = "run", steps: int = 
         "trainer.val_check_interval=10",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
-        "~callbacks.progress_bar",
         "scheduler.warmup_steps=2",
         "optim.lr=3e-3",
         "samples.num=1",
