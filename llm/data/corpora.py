@@ -66,7 +66,7 @@ class PyStdlibCorpus(Corpus):
     """The running interpreter's standard-library sources: a corpus that ships with Python itself.
 
     Files are taken in sorted order; test suites, site-packages and __pycache__ are left out, files that are
-    not UTF-8 are skipped, and reading stops before `max_bytes` UTF-8 bytes.
+    not UTF-8 are skipped, and files are taken while they fit in `max_bytes` UTF-8 bytes.
     """
 
     EXCLUDED_PARTS = frozenset({"test", "tests", "idle_test", "site-packages", "__pycache__"})
@@ -89,14 +89,13 @@ class PyStdlibCorpus(Corpus):
     def documents(self) -> Iterator[str]:
         used = 0
         for path in self.files():
+            if used + path.stat().st_size + 1 > self.max_bytes:
+                continue  # too big for what is left; a smaller file further on may fit
             try:
                 text = path.read_text(encoding="utf-8") + "\n"
             except (UnicodeDecodeError, OSError):
                 continue
-            size = len(text.encode("utf-8"))
-            if used + size > self.max_bytes:
-                return
-            used += size
+            used += len(text.encode("utf-8"))
             yield text
 
     def describe(self) -> str:
