@@ -38,18 +38,14 @@ def tokens_per_sec(overrides: list[str], batch: int, steps: int, warmup: int, vo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="nanogpt_cpu", help="a conf/model preset")
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--vocab", type=int, default=65)
     args = parser.parse_args()
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, model={args.model}, batch={args.batch}"
-    )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model={args.model}, batch={args.batch}")
     print(f"{'attention':<10} {'position':<11} {'tokens/s':>10}")
     for attention in ATTENTIONS.names():
         for position in POSITIONS.names():

@@ -19,9 +19,7 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"no Hydra configs found at {packaged} or {checkout}; reinstall the llm package")
 
 
-def compose_config(
-    name: str, overrides: list[str] | None = None, return_hydra_config: bool = False
-) -> DictConfig:
+def compose_config(name: str, overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
     """Composes a primary config (train, sample, ...) with overrides, outside a Hydra app (tests, notebooks)."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name=name, overrides=overrides or [], return_hydra_config=return_hydra_config)

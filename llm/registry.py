@@ -31,9 +31,7 @@ class Registry(Generic[T]):
 
         def add(entry: T) -> T:
             if name in self._entries:
-                raise RegistryError(
-                    f"{self.kind} '{name}' is registered twice ({self._entries[name]!r} and {entry!r})"
-                )
+                raise RegistryError(f"{self.kind} '{name}' is registered twice ({self._entries[name]!r} and {entry!r})")
             self._entries[name] = entry
             return entry
 
@@ -59,11 +57,7 @@ class Registry(Generic[T]):
     def options(self, name: str) -> dict[str, Any]:
         """The keyword-only options of an entry and their defaults (inspect.Parameter.empty if required)."""
         signature = inspect.signature(self.get(name))
-        return {
-            p.name: p.default
-            for p in signature.parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
+        return {p.name: p.default for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
     def names(self) -> list[str]:
         return sorted(self._entries)

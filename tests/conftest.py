@@ -12,9 +12,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def tiny_corpus_text(lines: int = 400) -> str:
     """A few kilobytes of repetitive, learnable text with a small character set."""
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "red", "hat"]
-    return "".join(
-        f"{words[i % 12]} {words[(3 * i) % 12]} {words[(7 * i + 1) % 12]}.\n" for i in range(lines)
-    )
+    return "".join(f"{words[i % 12]} {words[(3 * i) % 12]} {words[(7 * i + 1) % 12]}.\n" for i in range(lines))
 
 
 @pytest.fixture
@@ -53,7 +51,5 @@ def tiny_overrides(tmp_path: Path, corpus: Path, run: str = "run", steps: int = 
 def shakespeare() -> Path:
     path = SHARED_DATA / "tinyshakespeare.txt"
     if not path.is_file():
-        pytest.skip(
-            f"tiny Shakespeare not found at {path} (it lives in ../shared/data beside the repository)"
-        )
+        pytest.skip(f"tiny Shakespeare not found at {path} (it lives in ../shared/data beside the repository)")
     return path

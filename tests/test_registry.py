@@ -69,9 +69,7 @@ def test_unknown_name_lists_valid_names() -> None:
 
 def test_unknown_option_lists_valid_options() -> None:
     shapes = make_registry()
-    with pytest.raises(
-        RegistryError, match=r"shape 'square' has no option 'colour', 'size'; its options are: scale"
-    ):
+    with pytest.raises(RegistryError, match=r"shape 'square' has no option 'colour', 'size'; its options are: scale"):
         shapes.build("square", 1.0, size=2, colour="red")
 
 

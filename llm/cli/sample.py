@@ -17,7 +17,5 @@ def main(cfg: DictConfig) -> None:
     for i in range(cfg.num_samples):
         if i:
             print("\n---\n")
-        text = sample_text(
-            model, tokenizer, cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed + i
-        )
+        text = sample_text(model, tokenizer, cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed + i)
         print(text)

@@ -13,10 +13,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from llm.data.corpora import Corpus, CorpusError
-from llm.data.tokens import TokenSplits, prepare_token_splits
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from llm.data.corpora import Corpus, CorpusError
+from llm.data.tokens import TokenSplits, prepare_token_splits
 
 Batch = tuple[Tensor, Tensor]
 
@@ -31,18 +32,14 @@ def windows(tokens: np.ndarray, offsets: np.ndarray, block_size: int) -> Batch:
 class RandomWindows(IterableDataset):
     """An endless stream of batches of random windows, starting at micro-batch `start`."""
 
-    def __init__(
-        self, path: Path, dtype: str, block_size: int, batch_size: int, seed: int, rank: int, start: int
-    ):
+    def __init__(self, path: Path, dtype: str, block_size: int, batch_size: int, seed: int, rank: int, start: int):
         self.path, self.dtype = path, dtype
         self.block_size, self.batch_size = block_size, batch_size
         self.seed, self.rank, self.start = seed, rank, start
 
     def batch(self, tokens: np.ndarray, index: int) -> Batch:
         rng = np.random.default_rng([self.seed, self.rank, index])
-        return windows(
-            tokens, rng.integers(0, len(tokens) - self.block_size, size=self.batch_size), self.block_size
-        )
+        return windows(tokens, rng.integers(0, len(tokens) - self.block_size, size=self.batch_size), self.block_size)
 
     def __iter__(self) -> Iterator[Batch]:
         tokens = np.memmap(self.path, dtype=self.dtype, mode="r")
@@ -120,7 +117,7 @@ class PretrainDataModule(L.LightningDataModule):
             rank = trainer.global_rank
         train = self.splits.train
         dataset = RandomWindows(
-            Path(train.filename), str(train.dtype), self.block_size, self.batch_size, self.seed, rank, start
+            Path(str(train.filename)), str(train.dtype), self.block_size, self.batch_size, self.seed, rank, start
         )
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
 

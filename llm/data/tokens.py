@@ -32,8 +32,8 @@ class TokenSplits:
 
     directory: Path
     tokenizer: Tokenizer
-    train: np.ndarray
-    val: np.ndarray
+    train: np.memmap
+    val: np.memmap
     train_bytes: int
     val_bytes: int
     fingerprint: str
@@ -106,9 +106,7 @@ def split_file(all_tokens: Path, directory: Path, dtype: np.dtype, n_val: int) -
     os.replace(all_tokens, directory / "train.bin")
 
 
-def build(
-    corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: float, directory: Path, key: str
-) -> None:
+def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: float, directory: Path, key: str) -> None:
     options = {k: v for k, v in tokenizer_config.items() if k != "name"}
     tokenizer = train_tokenizer(str(tokenizer_config["name"]), non_empty(corpus), **options)
     dtype = token_dtype(tokenizer.vocab_size)

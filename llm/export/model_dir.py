@@ -51,9 +51,7 @@ def read_model_config(directory: Path) -> ModelConfig:
     try:
         data = json.loads((directory / "config.json").read_text())
     except json.JSONDecodeError as e:
-        raise ModelDirError(
-            f"{directory / 'config.json'} is not valid JSON ({e}); re-export the model"
-        ) from e
+        raise ModelDirError(f"{directory / 'config.json'} is not valid JSON ({e}); re-export the model") from e
     if data.get("format") != FORMAT or data.get("version") != VERSION or "model" not in data:
         raise ModelDirError(
             f"{directory / 'config.json'} is not an {FORMAT} v{VERSION} config "

@@ -9,9 +9,7 @@ from llm.model import GPT
 from llm.tokenizer import Tokenizer
 
 
-def next_token(
-    logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
-) -> Tensor:
+def next_token(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
     """Picks one token per row of logits (B, V): greedy at temperature 0, else sampled from the top k."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")

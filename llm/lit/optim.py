@@ -76,12 +76,8 @@ def sgd(
 ) -> torch.optim.SGD:
     """SGD with (L2) weight decay on matrices only; a baseline for the adaptive optimizers."""
     if nesterov and momentum <= 0:
-        raise ValueError(
-            f"optim.nesterov=true needs optim.momentum > 0, got {momentum}; set one or the other"
-        )
-    return torch.optim.SGD(
-        decay_groups(trainable(model), weight_decay), lr=lr, momentum=momentum, nesterov=nesterov
-    )
+        raise ValueError(f"optim.nesterov=true needs optim.momentum > 0, got {momentum}; set one or the other")
+    return torch.optim.SGD(decay_groups(trainable(model), weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
 
 
 def hidden_matrices(model: nn.Module) -> list[Tensor]:

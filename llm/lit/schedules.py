@@ -29,8 +29,7 @@ class Schedule:
             )
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(
-                f"scheduler.warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}; "
-                "use 0 for no warmup"
+                f"scheduler.warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}; use 0 for no warmup"
             )
         if self.warmup_steps > self.total_steps:
             raise ValueError(

@@ -44,9 +44,7 @@ class CausalSelfAttention(nn.Module):
             )
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
         self.window = window
-        self.qkv = nn.Linear(
-            config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=config.bias
-        )
+        self.qkv = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.proj.is_residual_projection = True  # type: ignore[assignment]
         self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else None
@@ -73,9 +71,7 @@ class CausalSelfAttention(nn.Module):
     def additive_mask(self, t_q: int, t_k: int, bias: Tensor | None, like: Tensor) -> Tensor:
         """Causal (and window) mask as 0 / -inf, plus the position bias: (H or 1, t_q, t_k)."""
         allowed = causal_mask(t_q, t_k, self.window, like.device)
-        mask = torch.zeros(t_q, t_k, dtype=like.dtype, device=like.device).masked_fill(
-            ~allowed, float("-inf")
-        )
+        mask = torch.zeros(t_q, t_k, dtype=like.dtype, device=like.device).masked_fill(~allowed, float("-inf"))
         return mask[None] if bias is None else mask[None] + bias.to(like.dtype)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:

@@ -59,9 +59,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ModelConfigError(
-                    f"model.{name} must be a positive integer, got {getattr(self, name)!r}"
-                )
+                raise ModelConfigError(f"model.{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.n_embd % self.n_head:
             raise ModelConfigError(
                 f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}; "

@@ -32,9 +32,7 @@ from llm.model.positions import POSITIONS, Position
 class GPT(nn.Module):
     """A decoder-only Transformer assembled from parts that are passed in."""
 
-    def __init__(
-        self, config: ModelConfig, position: Position, blocks: list[Block], final_norm: nn.Module
-    ) -> None:
+    def __init__(self, config: ModelConfig, position: Position, blocks: list[Block], final_norm: nn.Module) -> None:
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)

@@ -68,9 +68,7 @@ class Sinusoidal(Position):
                 "use an even width or another position (learned, rope, alibi, none)"
             )
         self.dim = config.n_embd
-        self.register_buffer(
-            "table", sinusoidal_table(torch.arange(config.block_size), self.dim), persistent=False
-        )
+        self.register_buffer("table", sinusoidal_table(torch.arange(config.block_size), self.dim), persistent=False)
 
     def embed(self, x: Tensor, offset: int = 0) -> Tensor:
         t = x.size(1)
@@ -104,9 +102,7 @@ class Learned(Position):
 
 def rope_angles(positions: Tensor, head_dim: int, theta: float) -> Tensor:
     """Angle p * theta^(-2i/head_dim) for each position p and pair i; shape (len(positions), head_dim // 2)."""
-    inv_freq = torch.pow(
-        theta, -torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim
-    )
+    inv_freq = torch.pow(theta, -torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
     return positions.to(torch.float64)[:, None] * inv_freq[None, :]
 
 
@@ -144,9 +140,7 @@ class Rotary(Position):
         else:
             angles = rope_angles(torch.arange(offset, offset + t, device=q.device), self.head_dim, self.theta)
             cos, sin = angles.cos().float(), angles.sin().float()
-        return apply_rotation(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rotation(
-            k, cos.to(k.dtype), sin.to(k.dtype)
-        )
+        return apply_rotation(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rotation(k, cos.to(k.dtype), sin.to(k.dtype))
 
 
 def alibi_slopes(n_head: int) -> Tensor:

@@ -54,9 +54,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     except (OSError, UnicodeDecodeError) as err:
         raise TokenizerError(f"cannot read tokenizer file {path} ({err}); {fix}") from None
     except json.JSONDecodeError as err:
-        raise TokenizerError(
-            f"tokenizer file {path} is not valid JSON ({err}); it may be truncated; {fix}"
-        ) from None
+        raise TokenizerError(f"tokenizer file {path} is not valid JSON ({err}); it may be truncated; {fix}") from None
     if not isinstance(data, dict) or "kind" not in data:
         raise TokenizerError(f'tokenizer file {path} has no "kind" field, so it is not a tokenizer; {fix}')
     kind = data["kind"]

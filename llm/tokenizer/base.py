@@ -70,9 +70,7 @@ def checked_ids(ids: Sequence[int], vocab_size: int) -> list[int]:
     """`ids` as plain ints with those >= vocab_size dropped; a negative id raises TokenizerError."""
     values = [int(i) for i in ids]
     if values and min(values) < 0:
-        raise TokenizerError(
-            f"cannot decode negative token id {min(values)}; ids run from 0 to {vocab_size - 1}"
-        )
+        raise TokenizerError(f"cannot decode negative token id {min(values)}; ids run from 0 to {vocab_size - 1}")
     return [i for i in values if i < vocab_size]
 
 
@@ -83,7 +81,6 @@ def field(data: dict[str, Any], key: str, kind: type) -> Any:
     value = data[key]
     if not isinstance(value, kind):
         raise TokenizerError(
-            f"{data.get('kind')} tokenizer field '{key}' should be a {kind.__name__}, "
-            f"not {type(value).__name__}"
+            f"{data.get('kind')} tokenizer field '{key}' should be a {kind.__name__}, not {type(value).__name__}"
         )
     return value

@@ -42,9 +42,7 @@ class BPETokenizer(Tokenizer):
     def __init__(self, hf: HFTokenizer) -> None:
         eot = hf.token_to_id(EOT)
         if eot is None:
-            raise TokenizerError(
-                f"bpe tokenizer has no '{EOT}' token; retrain it with train_tokenizer('bpe', ...)"
-            )
+            raise TokenizerError(f"bpe tokenizer has no '{EOT}' token; retrain it with train_tokenizer('bpe', ...)")
         self.hf, self._eot_id = hf, eot
 
     @property
@@ -61,9 +59,7 @@ class BPETokenizer(Tokenizer):
                 return self.hf.encode(text).ids
             return [i for encoding in self.hf.encode_batch_fast(chunks(text)) for i in encoding.ids]
         except TypeError as err:  # what `tokenizers` raises for a str it cannot take, e.g. a lone surrogate
-            raise TokenizerError(
-                f"bpe cannot encode this text ({err}); it must be a str of valid Unicode"
-            ) from None
+            raise TokenizerError(f"bpe cannot encode this text ({err}); it must be a str of valid Unicode") from None
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.hf.decode(checked_ids(ids, self.vocab_size), skip_special_tokens=False)

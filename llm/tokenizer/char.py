@@ -62,7 +62,5 @@ def train_char(texts: Iterable[str]) -> CharTokenizer:
     for text in documents(texts):
         alphabet.update(text)
     if not alphabet:
-        raise TokenizerError(
-            "cannot train a char tokenizer on an empty corpus; check the data path and split"
-        )
+        raise TokenizerError("cannot train a char tokenizer on an empty corpus; check the data path and split")
     return CharTokenizer(sorted(alphabet))

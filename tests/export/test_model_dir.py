@@ -15,9 +15,7 @@ from llm.tokenizer import train_tokenizer
 
 def saved(tmp_path: Path, **shape) -> Path:
     tokenizer = train_tokenizer("char", ["hello world\n"])
-    config = ModelConfig(
-        vocab_size=tokenizer.vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, **shape
-    )
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, **shape)
     return save_model_dir(tmp_path / "model", build_gpt(config), tokenizer)
 
 

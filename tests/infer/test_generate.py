@@ -13,9 +13,7 @@ from llm.tokenizer import train_tokenizer
 
 def tiny_model(position: str = "learned"):
     torch.manual_seed(0)
-    return build_gpt(
-        ModelConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16, position=Part(position))
-    )
+    return build_gpt(ModelConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16, position=Part(position)))
 
 
 def test_same_seed_same_tokens_and_context_is_cropped() -> None:

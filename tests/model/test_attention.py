@@ -17,9 +17,7 @@ KV_HEADS = [N_HEAD, 2, 1]  # multi-head, grouped-query, multi-query
 WINDOWS = [None, 3]
 
 
-def tiny_config(
-    attention: str, position: str = "learned", block: str = "pre", n_layer: int = 1, **opts
-) -> ModelConfig:
+def tiny_config(attention: str, position: str = "learned", block: str = "pre", n_layer: int = 1, **opts) -> ModelConfig:
     kv = opts.pop("n_kv_head", None)
     return ModelConfig(
         vocab_size=VOCAB,
@@ -49,9 +47,7 @@ VARIANTS = list(itertools.product(KV_HEADS, [False, True], WINDOWS))
 @pytest.mark.parametrize("block", ["pre", "post"])
 @pytest.mark.parametrize("kv,qk_norm,window", VARIANTS)
 @pytest.mark.parametrize("position", POSITION_NAMES)
-def test_manual_and_fused_agree(
-    position: str, kv: int, qk_norm: bool, window: int | None, block: str
-) -> None:
+def test_manual_and_fused_agree(position: str, kv: int, qk_norm: bool, window: int | None, block: str) -> None:
     idx = tokens()
     results = []
     for attention in ("manual", "fused"):
@@ -69,9 +65,7 @@ def test_manual_and_fused_agree(
 
 @pytest.mark.parametrize("block", ["pre", "post"])
 @pytest.mark.parametrize("attention", ["manual", "fused"])
-@pytest.mark.parametrize(
-    "kv,qk_norm,window", [(N_HEAD, False, None), (2, True, None), (1, False, 3), (2, True, 2)]
-)
+@pytest.mark.parametrize("kv,qk_norm,window", [(N_HEAD, False, None), (2, True, None), (1, False, 3), (2, True, 2)])
 @pytest.mark.parametrize("position", POSITION_NAMES)
 def test_no_position_sees_the_future(
     position: str, kv: int, qk_norm: bool, window: int | None, attention: str, block: str

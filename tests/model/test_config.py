@@ -13,25 +13,19 @@ def build(**settings) -> None:
 
 
 def test_n_embd_not_divisible_by_n_head() -> None:
-    with pytest.raises(
-        ModelConfigError, match=r"n_embd=30 is not divisible by model.n_head=4.*e\.g\. n_embd=28"
-    ):
+    with pytest.raises(ModelConfigError, match=r"n_embd=30 is not divisible by model.n_head=4.*e\.g\. n_embd=28"):
         build(n_embd=30, n_head=4)
 
 
 def test_n_head_not_divisible_by_n_kv_head() -> None:
-    with pytest.raises(
-        ModelConfigError, match=r"n_head=4 is not divisible by model.n_kv_head=3.*must divide"
-    ):
+    with pytest.raises(ModelConfigError, match=r"n_head=4 is not divisible by model.n_kv_head=3.*must divide"):
         build(n_head=4, n_kv_head=3)
     with pytest.raises(ModelConfigError, match="n_kv_head must divide n_head"):
         build(n_head=4, n_kv_head=0)
 
 
 def test_sinusoidal_needs_even_width() -> None:
-    with pytest.raises(
-        ModelConfigError, match=r"sinusoidal positions need an even model.n_embd, got 15.*even width"
-    ):
+    with pytest.raises(ModelConfigError, match=r"sinusoidal positions need an even model.n_embd, got 15.*even width"):
         build(n_embd=15, n_head=3, position=Part("sinusoidal"))
 
 
@@ -42,16 +36,12 @@ def test_rope_needs_even_head_size() -> None:
 
 @pytest.mark.parametrize("window", [65, 0])
 def test_window_must_fit_the_context(window: int) -> None:
-    with pytest.raises(
-        ModelConfigError, match=rf"window={window} must be between 1 and .*block_size=64.*lower"
-    ):
+    with pytest.raises(ModelConfigError, match=rf"window={window} must be between 1 and .*block_size=64.*lower"):
         build(block_size=64, attention=Part("manual", {"window": window}))
 
 
 def test_unknown_component_lists_the_valid_ones() -> None:
-    with pytest.raises(
-        RegistryError, match="unknown position 'sinus'; choose one of: alibi, learned, none, rope"
-    ):
+    with pytest.raises(RegistryError, match="unknown position 'sinus'; choose one of: alibi, learned, none, rope"):
         build(position=Part("sinus"))
     with pytest.raises(RegistryError, match="unknown mlp 'geglu'; choose one of: gelu, relu, relu2, swiglu"):
         build(mlp=Part("geglu"))

@@ -10,9 +10,7 @@ from llm.model.counting import count_parameters, training_flops_per_token
 
 
 def small(**settings) -> ModelConfig:
-    return ModelConfig(
-        **{"vocab_size": 10, "block_size": 8, "n_layer": 2, "n_head": 2, "n_embd": 4, **settings}
-    )
+    return ModelConfig(**{"vocab_size": 10, "block_size": 8, "n_layer": 2, "n_head": 2, "n_embd": 4, **settings})
 
 
 # V=10, T=8, L=2, H=2, C=4 (head size 2), learned positions, LayerNorm with bias, GELU 4x, pre-norm:

@@ -51,9 +51,7 @@ def test_sinusoidal_offset_and_beyond_the_table() -> None:
     for j, p in enumerate((38, 39, 40)):
         expected = torch.tensor([sinusoid(p, dim, 16) for dim in range(16)])
         torch.testing.assert_close(shifted[1, j], expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        pe.embed(x, offset=2) - x, (pe.embed(torch.zeros(1, 5, 16)))[:, 2:].expand(2, 3, 16)
-    )
+    torch.testing.assert_close(pe.embed(x, offset=2) - x, (pe.embed(torch.zeros(1, 5, 16)))[:, 2:].expand(2, 3, 16))
 
 
 # ---- rope ---------------------------------------------------------------------------------------------
