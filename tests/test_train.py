@@ -53,13 +53,15 @@ def test_train_writes_the_run_directory_and_loss_falls(tmp_path: Path, corpus_fi
     assert (run / "samples.txt").read_text().startswith("the")
 
 
-def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path, corpus_file: Path) -> None:
-    full = run_train(tmp_path, corpus_file, run="full", steps=20)
-    stop = ["+callbacks.stop._target_=tests.helpers.StopAtStep", "+callbacks.stop.step=10"]
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path, corpus_file: Path, accumulate: int) -> None:
+    accumulation = f"trainer.accumulate_grad_batches={accumulate}"
+    full = run_train(tmp_path, corpus_file, accumulation, run="full", steps=20)
+    stop = ["+callbacks.stop._target_=tests.helpers.StopAtStep", "+callbacks.stop.step=10", accumulation]
     run_train(tmp_path, corpus_file, *stop, run="resumed", steps=20)
     ckpt = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 10
-    resumed = run_train(tmp_path, corpus_file, "ckpt_path=last", run="resumed", steps=20)
+    resumed = run_train(tmp_path, corpus_file, "ckpt_path=last", accumulation, run="resumed", steps=20)
     assert resumed["steps"] == 20
     final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     uninterrupted = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -79,3 +81,30 @@ def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path, corpus_fi
 def test_resume_without_a_checkpoint_says_how(tmp_path: Path, corpus_file: Path) -> None:
     with pytest.raises(FileNotFoundError, match="hydra.run.dir"):
         run_train(tmp_path, corpus_file, "ckpt_path=last", run="empty")
+
+
+def test_gradient_accumulation_counts_every_micro_batch(tmp_path: Path, corpus_file: Path) -> None:
+    summary = run_train(tmp_path, corpus_file, "trainer.accumulate_grad_batches=2", steps=10)
+    assert summary["steps"] == 10 and summary["tokens_seen"] == 10 * 2 * 8 * 16
+
+
+def test_bf16_mixed_precision_trains(tmp_path: Path, corpus_file: Path) -> None:
+    summary = run_train(tmp_path, corpus_file, "trainer.precision=bf16-mixed", steps=20)
+    assert math.isfinite(summary["val_loss"]) and summary["val_loss"] < math.log(len(set(corpus_file.read_text())))
+
+
+@pytest.mark.parametrize("tokenizer", ["byte", "bpe"])
+def test_bits_per_byte_for_other_tokenizers(tmp_path: Path, corpus_file: Path, tokenizer: str) -> None:
+    extra = ["tokenizer.vocab_size=300"] if tokenizer == "bpe" else []
+    summary = run_train(tmp_path, corpus_file, f"tokenizer={tokenizer}", *extra, steps=10)
+    cache = next((tmp_path / "cache" / "tokens").iterdir())
+    meta = json.loads((cache / "meta.json").read_text())
+    bytes_per_token = meta["val_bytes"] / meta["val_tokens"]
+    assert bytes_per_token == 1.0 if tokenizer == "byte" else bytes_per_token > 1.5
+    assert summary["val_bpb"] == pytest.approx(summary["val_loss"] / math.log(2) / bytes_per_token, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(tmp_path: Path, corpus_file: Path) -> None:
+    summary = run_train(tmp_path, corpus_file, "compile=true", steps=10)
+    assert math.isfinite(summary["val_loss"])
