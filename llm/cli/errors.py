@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from llm.data.corpora import CorpusError
+from llm.errors import ConfigError
 from llm.export import ModelDirError
 from llm.model import ModelConfigError
 from llm.registry import RegistryError
 from llm.tokenizer import TokenizerError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
     CorpusError,
     ModelConfigError,
     ModelDirError,

@@ -15,12 +15,14 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from llm.errors import ConfigError
+
 
 def trainable(model: nn.Module) -> list[Tensor]:
     """The parameters that need gradients; a tied parameter appears once (nn.Module removes duplicates)."""
     params: list[Tensor] = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters (all have requires_grad=False)")
+        raise ConfigError(f"{type(model).__name__} has no trainable parameters (all have requires_grad=False)")
     return params
 
 
@@ -37,7 +39,7 @@ def decay_groups(params: Iterable[Tensor], weight_decay: float) -> list[dict[str
 def pair(values: Sequence[float], name: str) -> tuple[float, float]:
     """Two floats from a list or a ListConfig (what Hydra passes for a yaml list)."""
     if len(values) != 2:
-        raise ValueError(f"optim.{name} must be two numbers like [0.9, 0.99], got {list(values)}")
+        raise ConfigError(f"optim.{name} must be two numbers like [0.9, 0.99], got {list(values)}")
     return float(values[0]), float(values[1])
 
 
@@ -76,7 +78,7 @@ def sgd(
 ) -> torch.optim.SGD:
     """SGD with (L2) weight decay on matrices only; a baseline for the adaptive optimizers."""
     if nesterov and momentum <= 0:
-        raise ValueError(f"optim.nesterov=true needs optim.momentum > 0, got {momentum}; set one or the other")
+        raise ConfigError(f"optim.nesterov=true needs optim.momentum > 0, got {momentum}; set one or the other")
     return torch.optim.SGD(decay_groups(trainable(model), weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
 
 
@@ -84,7 +86,7 @@ def hidden_matrices(model: nn.Module) -> list[Tensor]:
     """The 2-D weights inside `model.blocks` (attention and MLP linears): the parameters Muon is meant for."""
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.Module):
-        raise ValueError(
+        raise ConfigError(
             f"optim=muon needs a model with a `blocks` module of hidden layers; {type(model).__name__} has "
             "none, so use optim=adamw for it"
         )
@@ -144,7 +146,7 @@ class CombinedOptimizer(Optimizer):
 
     def __init__(self, optimizers: Sequence[Optimizer]) -> None:
         if not optimizers:
-            raise ValueError("CombinedOptimizer needs at least one optimizer")
+            raise ConfigError("CombinedOptimizer needs at least one optimizer")
         self.optimizers = list(optimizers)
         super().__init__([p for opt in self.optimizers for g in opt.param_groups for p in g["params"]], {})
         self._link_groups()
@@ -183,7 +185,7 @@ class CombinedOptimizer(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         inner = state_dict.get("optimizers")
         if not isinstance(inner, list) or len(inner) != len(self.optimizers):
-            raise ValueError(
+            raise ConfigError(
                 f"optimizer state holds {len(inner) if isinstance(inner, list) else 'no'} inner states, this "
                 f"CombinedOptimizer has {len(self.optimizers)}; resume with the optim settings saved with it"
             )

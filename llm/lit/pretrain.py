@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
 
+from llm.errors import ConfigError
 from llm.model import ModelConfig, build_gpt
 from llm.objectives import causal_lm_loss
 
@@ -62,7 +63,7 @@ class PretrainModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         total_steps = self.trainer.max_steps
         if total_steps is None or total_steps < 1:
-            raise ValueError("trainer.max_steps must be a positive number of optimizer steps (the schedule needs it)")
+            raise ConfigError("trainer.max_steps must be a positive number of optimizer steps (the schedule needs it)")
         optimizer = self.make_optimizer(self.model)
         schedule = LambdaLR(optimizer, self.make_schedule(total_steps=total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from llm.errors import ConfigError
+
 
 @dataclass(frozen=True, kw_only=True)
 class Schedule:
@@ -23,16 +25,16 @@ class Schedule:
     def __post_init__(self) -> None:
         name = type(self).__name__
         if not isinstance(self.total_steps, int) or self.total_steps < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{name} needs total_steps >= 1 (trainer.max_steps), got {self.total_steps!r}; "
                 "set trainer.max_steps to the number of optimizer steps"
             )
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"scheduler.warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}; use 0 for no warmup"
             )
         if self.warmup_steps > self.total_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"scheduler.warmup_steps={self.warmup_steps} exceeds the {self.total_steps} training steps "
                 "(trainer.max_steps); lower scheduler.warmup_steps or raise trainer.max_steps"
             )
@@ -52,7 +54,7 @@ class Schedule:
 
 def check_ratio(value: float, key: str) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"scheduler.{key} must be between 0 and 1 (a fraction of the base lr), got {value}; "
             "e.g. 0.1 ends at a tenth of optim.lr"
         )
@@ -106,12 +108,12 @@ class WarmupStableDecay(Schedule):
         super().__post_init__()
         check_ratio(self.min_lr_ratio, "min_lr_ratio")
         if not 0.0 < self.decay_fraction <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"scheduler.decay_fraction must be in (0, 1], the share of training spent decaying, "
                 f"got {self.decay_fraction}; e.g. 0.2 decays over the last fifth"
             )
         if self.decay_start < self.warmup_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"scheduler.warmup_steps={self.warmup_steps} overlaps the decay, which starts at step "
                 f"{self.decay_start} (decay_fraction={self.decay_fraction} of {self.total_steps} steps); "
                 "lower scheduler.warmup_steps or scheduler.decay_fraction"
