@@ -75,3 +75,13 @@ def test_unknown_component_is_a_clear_error(tmp_path: Path, corpus_file: Path) -
 def test_unknown_verb(tmp_path: Path) -> None:
     out = run(["trian"], tmp_path)
     assert out.returncode == 2 and "choose one of: train" in out.stderr
+
+
+def test_multirun_sweep_writes_one_run_directory_per_choice(tmp_path: Path, corpus_file: Path) -> None:
+    overrides = [o for o in tiny_overrides(tmp_path, corpus_file, steps=10) if not o.startswith("paths.run_dir")]
+    out = run(["train", "-m", *overrides, "model/position=rope,alibi", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for job, position in enumerate(["rope", "alibi"]):
+        config = json.loads((tmp_path / "sweep" / str(job) / "model" / "config.json").read_text())
+        assert config["model"]["position"]["name"] == position
+        assert json.loads((tmp_path / "sweep" / str(job) / "summary.json").read_text())["steps"] == 10
