@@ -79,7 +79,9 @@ def test_unknown_verb(tmp_path: Path) -> None:
 
 def test_multirun_sweep_writes_one_run_directory_per_choice(tmp_path: Path, corpus_file: Path) -> None:
     overrides = [o for o in tiny_overrides(tmp_path, corpus_file, steps=10) if not o.startswith("paths.run_dir")]
-    out = run(["train", "-m", *overrides, "model/position=rope,alibi", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    out = run(
+        ["train", "-m", *overrides, "model/position=rope,alibi", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     for job, position in enumerate(["rope", "alibi"]):
         config = json.loads((tmp_path / "sweep" / str(job) / "model" / "config.json").read_text())
