@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -42,7 +43,9 @@ def component_rows() -> list[tuple[str, str, str, str]]:
 
 
 def model_counts(config: ModelConfig) -> dict[str, Any]:
-    counts = count_parameters(build_gpt(config))
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = build_gpt(config)
+    counts = count_parameters(model)
     return {**counts, "flops_per_token": training_flops_per_token(config)}
 
 

@@ -84,15 +84,16 @@ def load_splits(directory: Path) -> TokenSplits:
     )
 
 
-def encode_all(corpus: Corpus, tokenizer: Tokenizer, out: Path, dtype: np.dtype) -> int:
-    """Streams the corpus through the tokenizer into one flat token file; returns the token count."""
-    count = 0
+def encode_all(corpus: Corpus, tokenizer: Tokenizer, out: Path, dtype: np.dtype) -> tuple[int, int]:
+    """Streams the corpus through the tokenizer into one flat token file; returns (tokens, UTF-8 bytes)."""
+    count = size = 0
     with out.open("wb") as f:
         for document in corpus.documents():
             ids = np.asarray(tokenizer.encode(document), dtype=dtype)
             ids.tofile(f)
             count += len(ids)
-    return count
+            size += len(document.encode("utf-8"))
+    return count, size
 
 
 def split_file(all_tokens: Path, directory: Path, dtype: np.dtype, n_val: int) -> None:
@@ -110,7 +111,7 @@ def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: flo
     options = {k: v for k, v in tokenizer_config.items() if k != "name"}
     tokenizer = train_tokenizer(str(tokenizer_config["name"]), non_empty(corpus), **options)
     dtype = token_dtype(tokenizer.vocab_size)
-    total = encode_all(corpus, tokenizer, directory / "all.bin", dtype)
+    total, total_bytes = encode_all(corpus, tokenizer, directory / "all.bin", dtype)
     if total < 2:
         raise CorpusError(f"{corpus.describe()} has {total} tokens; it needs text to train on")
     n_val = max(1, int(round(total * val_fraction)))
@@ -118,13 +119,14 @@ def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: flo
     save_tokenizer(tokenizer, directory / "tokenizer.json")
     train = np.memmap(directory / "train.bin", dtype=dtype, mode="r")
     val = np.memmap(directory / "val.bin", dtype=dtype, mode="r")
+    val_bytes = decoded_bytes(tokenizer, val)
     meta = {
         "fingerprint": key,
         "dtype": dtype.name,
         "train_tokens": len(train),
         "val_tokens": len(val),
-        "train_bytes": decoded_bytes(tokenizer, train),
-        "val_bytes": decoded_bytes(tokenizer, val),
+        "train_bytes": total_bytes - val_bytes,
+        "val_bytes": val_bytes,
         "corpus": corpus.describe(),
         "tokenizer": dict(tokenizer_config),
         "val_fraction": val_fraction,
