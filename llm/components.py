@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from llm.model import MODEL_PARTS, build_gpt
@@ -55,13 +56,15 @@ def print_components(config: ModelConfig, console: Console | None = None) -> Non
     for column in ("config group", "name", "options", "what"):
         table.add_column(column, overflow="fold")
     for row in component_rows():
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)
     counts = Table(title=f"composed model (vocab_size={config.vocab_size}, block_size={config.block_size})")
     counts.add_column("quantity")
     counts.add_column("value", justify="right")
     parts = ", ".join(f"{k}={getattr(config, k).name}" for k in MODEL_PARTS)
     counts.add_row("parts", parts)
+    shape = f"n_layer={config.n_layer}, n_head={config.n_head}, n_kv_head={config.kv_heads}, n_embd={config.n_embd}"
+    counts.add_row("shape", shape)
     for key, value in model_counts(config).items():
         counts.add_row(key, f"{value:,}")
     console.print(counts)
