@@ -62,10 +62,12 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
 
 
 def git_revision() -> str | None:
+    """The commit of the llm checkout running this, or None when installed from a wheel."""
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / ".git").exists():
+        return None
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None

@@ -31,6 +31,8 @@ def test_train_writes_the_run_directory_and_loss_falls(tmp_path: Path, corpus_fi
     assert any((run / "tensorboard").iterdir())
     for name in ("model.safetensors", "config.json", "tokenizer.json"):
         assert (run / "model" / name).is_file(), name
+    info = json.loads((run / "run_info.json").read_text())
+    assert (tmp_path / "cache" / "tokens" / info["data_fingerprint"] / "meta.json").is_file()
     on_disk = json.loads((run / "summary.json").read_text())
     for key in (
         "val_loss",
