@@ -36,16 +36,17 @@ class Corpus(ABC):
 def read_text_chunks(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
     """A file's text in ~1 MiB pieces through an incremental UTF-8 decoder."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors=encoding_errors)
-    offset = 0
+    offset = 0  # bytes of the file read before `block`
     with path.open("rb") as f:
         while True:
             block = f.read(CHUNK_BYTES)
+            held = len(decoder.getstate()[0])  # the start of a character cut by the previous block
             try:
                 text = decoder.decode(block, final=not block)
             except UnicodeDecodeError as e:
                 raise CorpusError(
-                    f"{path} is not valid UTF-8 at byte {offset + e.start}; convert it to UTF-8, or set "
-                    "data.corpus.encoding_errors=replace to replace such bytes with U+FFFD"
+                    f"{path} is not valid UTF-8 at byte {offset - held + e.start}; convert it to UTF-8, or set "
+                    "data.corpus.encoding_errors=replace to replace them with U+FFFD"
                 ) from e
             if text:
                 yield text
@@ -55,6 +56,7 @@ def read_text_chunks(path: Path, encoding_errors: str = "strict") -> Iterator[st
 
 
 def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in pieces."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(CHUNK_BYTES), b""):
@@ -65,33 +67,36 @@ def file_sha256(path: Path) -> str:
 class PyStdlibCorpus(Corpus):
     """The running interpreter's standard-library sources: a corpus that ships with Python itself.
 
-    Files are taken in sorted order; test suites, site-packages and __pycache__ are left out, files that are
-    not UTF-8 are skipped, and files are taken while they fit in `max_bytes` UTF-8 bytes.
+    Files are taken in sorted order of their relative paths; test suites (folders test, tests, idle_test and
+    files test_*.py), site-packages and __pycache__ are left out, files that are not UTF-8 are skipped, and a
+    file is taken only while it still fits in `max_bytes` UTF-8 bytes. Each document is a file's text + "\n".
     """
 
-    EXCLUDED_PARTS = frozenset({"test", "tests", "idle_test", "site-packages", "__pycache__"})
+    EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "__pycache__"})
 
     def __init__(self, *, max_bytes: int = 2_000_000, root: str | None = None) -> None:
         if max_bytes < 1:
             raise CorpusError(f"data.corpus.max_bytes must be positive, got {max_bytes}")
         self.max_bytes = max_bytes
         self.root = Path(root or sysconfig.get_paths()["stdlib"])
+        if not self.root.is_dir():
+            raise CorpusError(f"data.corpus.root={self.root} is not a folder; point it at a Python source tree")
 
     def files(self) -> list[Path]:
-        found = []
-        for path in self.root.rglob("*.py"):
-            relative = path.relative_to(self.root)
-            if self.EXCLUDED_PARTS.intersection(relative.parts[:-1]) or relative.name.startswith("test_"):
-                continue
-            found.append(relative)
+        """The .py files to read, in order; excluded folders are pruned, not walked."""
+        found: list[Path] = []
+        for folder, dirs, names in os.walk(self.root):
+            dirs[:] = [d for d in dirs if d not in self.EXCLUDED_DIRS]
+            relative = Path(folder).relative_to(self.root)
+            found.extend(relative / n for n in names if n.endswith(".py") and not n.startswith("test_"))
         return [self.root / p for p in sorted(found, key=lambda p: p.as_posix())]
 
     def documents(self) -> Iterator[str]:
         used = 0
         for path in self.files():
-            if used + path.stat().st_size + 1 > self.max_bytes:
-                continue  # too big for what is left; a smaller file further on may fit
             try:
+                if used + path.stat().st_size + 1 > self.max_bytes:
+                    continue  # too big for what is left; a smaller file further on may fit
                 text = path.read_text(encoding="utf-8") + "\n"
             except (UnicodeDecodeError, OSError):
                 continue
@@ -120,17 +125,19 @@ class TextCorpus(Corpus):
         self.encoding_errors = encoding_errors
 
     def files(self) -> list[Path]:
-        found: list[Path] = []
+        """The files to read: each pattern's matches in sorted order, a file named twice read once."""
+        found: dict[Path, Path] = {}  # resolved path -> path as matched
         for pattern in self.patterns:
-            matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-            matches = [m for m in matches if Path(m).is_file()]
+            matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(pattern), recursive=True))]
+            matches = [m for m in matches if m.is_file()]
             if not matches:
                 raise CorpusError(
                     f"data.path {pattern!r} matches no file (looked from {Path.cwd()}); "
                     "check the path, or give an absolute one"
                 )
-            found.extend(Path(m) for m in matches if Path(m) not in found)
-        return found
+            for m in matches:
+                found.setdefault(m.resolve(), m)
+        return list(found.values())
 
     def documents(self) -> Iterator[str]:
         for path in self.files():
@@ -170,23 +177,24 @@ class TinyShakespeareCorpus(Corpus):
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(self.url, timeout=30) as response:
-                for block in iter(lambda: response.read(CHUNK_BYTES), b""):
-                    out.write(block)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise CorpusError(
-                f"could not download tiny Shakespeare from {self.url} ({e}); pass a local copy with "
-                "data.path=/path/to/tinyshakespeare.txt or put it in $LLM_DATA_DIR"
-            ) from e
-        actual = file_sha256(tmp)
-        if actual != self.sha256:
-            tmp.unlink(missing_ok=True)
-            raise CorpusError(
-                f"the file downloaded from {self.url} has sha256 {actual}, expected {self.sha256}; "
-                "the download is corrupt or the source changed: pass a verified copy with data.path="
-            )
-        os.replace(tmp, target)
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(self.url, timeout=30) as response:
+                    for block in iter(lambda: response.read(CHUNK_BYTES), b""):
+                        out.write(block)
+            except OSError as e:  # URLError, HTTPError and timeouts are all OSErrors
+                raise CorpusError(
+                    f"could not download tiny Shakespeare from {self.url} ({e}); pass a local copy with "
+                    "data.path=/path/to/tinyshakespeare.txt or put tinyshakespeare.txt in $LLM_DATA_DIR"
+                ) from e
+            actual = file_sha256(tmp)
+            if actual != self.sha256:
+                raise CorpusError(
+                    f"the file downloaded from {self.url} has sha256 {actual}, expected {self.sha256}; "
+                    "the download is corrupt or the source changed: pass a verified copy with data.path="
+                )
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed or interrupted download leaves nothing behind
         return target
 
     def documents(self) -> Iterator[str]:

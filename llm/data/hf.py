@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,16 @@ def infer_builder(data_files: list[str]) -> str:
             f"cannot tell the format of data.corpus.data_files={data_files}; use one of the extensions "
             f"{', '.join(sorted(BUILDERS))} or set data.corpus.builder=json|parquet|text"
         )
-    return builders.pop()  # type: ignore[return-value]
+    return str(builders.pop())
 
 
 class HFCorpus(Corpus):
-    """A Hugging Face dataset's `text_field`, one document per row; `streaming` reads without loading it all."""
+    """A Hugging Face dataset's `text_field`, one document per non-empty row; `streaming` reads row by row.
+
+    Each document ends in a newline (one is added where the row has none) so that rows do not run together
+    in the token stream; text files keep their line breaks. `cache_dir` is where `datasets` caches (None: its
+    default). `max_documents` caps the documents taken, counted after empty rows are dropped.
+    """
 
     def __init__(
         self,
@@ -44,59 +51,64 @@ class HFCorpus(Corpus):
                 "give either data.corpus.name (a dataset on the Hugging Face hub) or "
                 "data.corpus.data_files (local json/jsonl/parquet/txt files), not both or neither"
             )
+        if max_documents is not None and max_documents < 1:
+            raise CorpusError(f"data.corpus.max_documents must be positive or null, got {max_documents}")
         self.name = name
         self.data_files = [data_files] if isinstance(data_files, str) else (list(data_files) if data_files else None)
         self.builder, self.config_name, self.split = builder, config_name, split
-        self.text_field, self.streaming, self.max_documents, self.cache_dir = (
-            text_field,
-            streaming,
-            max_documents,
-            cache_dir,
-        )
+        self.text_field, self.streaming = text_field, streaming
+        self.max_documents, self.cache_dir = max_documents, cache_dir
 
     def load(self) -> Any:
+        """The `datasets` Dataset (or IterableDataset when streaming) of the configured split."""
         try:
             import datasets
         except ImportError as e:
             raise CorpusError("the hf corpus needs the `datasets` package: pip install 'llm[hf]'") from e
+        options: dict[str, Any] = {}
         if self.data_files is not None:
-            path, files = self.builder or infer_builder(self.data_files), self.data_files
+            files = [os.path.expanduser(f) for f in self.data_files]
             missing = [f for f in files if not glob.glob(f, recursive=True)]
             if missing:
-                raise CorpusError(f"data.corpus.data_files {missing} match no file (looked from {Path.cwd()})")
+                raise CorpusError(
+                    f"data.corpus.data_files {missing} match no file (looked from {Path.cwd()}); "
+                    "check the paths, or give absolute ones"
+                )
+            path = self.builder or infer_builder(files)
+            options["data_files"] = files
+            if path == "text":
+                options["keep_linebreaks"] = True
         else:
-            path, files = str(self.name), None
+            path = str(self.name)
         try:
             return datasets.load_dataset(
-                path,
-                self.config_name,
-                data_files=files,
-                split=self.split,
-                streaming=self.streaming,
-                cache_dir=self.cache_dir,
+                path, self.config_name, split=self.split, streaming=self.streaming, cache_dir=self.cache_dir, **options
             )
-        except (ConnectionError, OSError) as e:
+        except (ConnectionError, OSError, datasets.exceptions.DatasetsError) as e:
             if self.name is None:
-                raise CorpusError(f"could not read {self.data_files}: {e}") from e
+                raise CorpusError(f"could not read data.corpus.data_files={self.data_files} as {path}: {e}") from e
             raise CorpusError(
-                f"could not load {self.name!r} from the Hugging Face hub ({type(e).__name__}: {e}); with no network, "
-                "use local files instead: data.corpus.name=null data.corpus.data_files=path/to/*.jsonl"
+                f"could not load {self.name!r} from the Hugging Face hub ({type(e).__name__}: {e}); check the "
+                "name, or, if the hub could not be reached (no network), use local files instead: "
+                "data.corpus.name=null data.corpus.data_files=path/to/*.jsonl"
             ) from e
 
     def documents(self) -> Iterator[str]:
         dataset = self.load()
-        fields = list(dataset.column_names or [])
+        rows: Iterator[dict[str, Any]] = iter(dataset)
+        fields = dataset.column_names
+        if fields is None:  # a streamed dataset whose features are unknown until a row is read
+            first = next(rows, None)
+            fields = list(first) if first is not None else []
+            rows = itertools.chain([first] if first is not None else [], rows)
         if self.text_field not in fields:
             raise CorpusError(
                 f"{self.describe()} has no field {self.text_field!r}; set data.corpus.text_field to one of: "
-                f"{', '.join(fields)}"
+                f"{', '.join(fields) or '(no fields)'}"
             )
-        for i, row in enumerate(dataset):
-            if self.max_documents is not None and i >= self.max_documents:
-                return
-            text = row[self.text_field]
-            if text:
-                yield str(text)
+        texts = (str(row[self.text_field]) for row in rows if row[self.text_field])
+        for text in itertools.islice(texts, self.max_documents):
+            yield text if text.endswith("\n") else text + "\n"
 
     def describe(self) -> str:
         source = self.name if self.name is not None else ", ".join(self.data_files or [])

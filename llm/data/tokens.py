@@ -2,7 +2,8 @@
 
 cache_dir/tokens/<fingerprint>/ holds train.bin and val.bin (flat np.memmap token ids), tokenizer.json and
 meta.json. The folder is built under a temporary name and renamed into place, so a half-built cache is never
-read: a folder without meta.json does not count.
+read: a folder whose meta.json is missing or disagrees with its files is rebuilt. The split is nanoGPT's:
+the first 1 - val_fraction of the tokens train, the rest validate.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from llm.data.corpora import Corpus, CorpusError
 from llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DECODE_CHUNK = 1 << 20
 
 
@@ -44,21 +45,35 @@ class TokenSplits:
         return self.val_bytes / len(self.val)
 
 
-def corpus_hash(corpus: Corpus) -> str:
-    digest = hashlib.sha256()
+def corpus_hash(corpus: Corpus) -> tuple[str, int]:
+    """A sha256 of the corpus's documents (streamed) and their total UTF-8 size in bytes."""
+    digest, size = hashlib.sha256(), 0
     for document in corpus.documents():
         encoded = document.encode("utf-8", errors="surrogatepass")
         digest.update(len(encoded).to_bytes(8, "little"))
         digest.update(encoded)
-    return digest.hexdigest()
+        size += len(encoded)
+    return digest.hexdigest(), size
 
 
-def fingerprint(corpus: Corpus, tokenizer: Mapping[str, Any], val_fraction: float) -> str:
-    key = {"format": FORMAT_VERSION, "corpus": corpus_hash(corpus), "tokenizer": dict(tokenizer), "val": val_fraction}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+def canonical_json(value: Any) -> str:
+    """`value` as JSON with sorted keys and no spaces, so equal configs give equal strings."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise CorpusError(
+            f"the tokenizer config {value!r} is not plain JSON data ({e}); use numbers and strings"
+        ) from e
+
+
+def fingerprint(corpus_digest: str, tokenizer: Mapping[str, Any], val_fraction: float) -> str:
+    """The cache key of a token build: format version, corpus content, tokenizer config and split."""
+    key = {"format": FORMAT_VERSION, "corpus": corpus_digest, "tokenizer": dict(tokenizer), "val": val_fraction}
+    return hashlib.sha256(canonical_json(key).encode()).hexdigest()[:32]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest unsigned dtype that holds every id (ids run up to vocab_size - 1)."""
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
@@ -70,8 +85,27 @@ def decoded_bytes(tokenizer: Tokenizer, tokens: np.ndarray) -> int:
     )
 
 
-def load_splits(directory: Path) -> TokenSplits:
-    meta = json.loads((directory / "meta.json").read_text())
+META_KEYS = ("fingerprint", "dtype", "train_tokens", "val_tokens", "train_bytes", "val_bytes")
+
+
+def read_meta(directory: Path, key: str) -> dict[str, Any] | None:
+    """meta.json of a finished build of `key`, or None when the folder is missing, partial or inconsistent."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        itemsize = np.dtype(meta["dtype"]).itemsize
+        sizes = {name: (directory / f"{name}.bin").stat().st_size for name in ("train", "val")}
+        complete = (
+            all(k in meta for k in META_KEYS)
+            and meta["fingerprint"] == key
+            and (directory / "tokenizer.json").is_file()
+            and all(sizes[name] == meta[f"{name}_tokens"] * itemsize > 0 for name in sizes)
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta if complete else None
+
+
+def load_splits(directory: Path, meta: dict[str, Any]) -> TokenSplits:
     dtype = np.dtype(meta["dtype"])
     return TokenSplits(
         directory=directory,
@@ -108,23 +142,25 @@ def split_file(all_tokens: Path, directory: Path, dtype: np.dtype, n_val: int) -
 
 
 def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: float, directory: Path, key: str) -> None:
+    """Trains the tokenizer, encodes the corpus and writes the splits and meta.json (last) into `directory`."""
     options = {k: v for k, v in tokenizer_config.items() if k != "name"}
-    tokenizer = train_tokenizer(str(tokenizer_config["name"]), non_empty(corpus), **options)
+    tokenizer = train_tokenizer(str(tokenizer_config["name"]), corpus.documents(), **options)
     dtype = token_dtype(tokenizer.vocab_size)
     total, total_bytes = encode_all(corpus, tokenizer, directory / "all.bin", dtype)
     if total < 2:
-        raise CorpusError(f"{corpus.describe()} has {total} tokens; it needs text to train on")
-    n_val = max(1, int(round(total * val_fraction)))
+        raise CorpusError(
+            f"{corpus.describe()} encodes to {total} token(s), too few to split into training and validation; "
+            "use a corpus with more text"
+        )
+    n_val = min(total - 1, max(1, round(total * val_fraction)))  # both splits keep at least one token
     split_file(directory / "all.bin", directory, dtype, n_val)
     save_tokenizer(tokenizer, directory / "tokenizer.json")
-    train = np.memmap(directory / "train.bin", dtype=dtype, mode="r")
-    val = np.memmap(directory / "val.bin", dtype=dtype, mode="r")
-    val_bytes = decoded_bytes(tokenizer, val)
+    val_bytes = decoded_bytes(tokenizer, np.memmap(directory / "val.bin", dtype=dtype, mode="r"))
     meta = {
         "fingerprint": key,
         "dtype": dtype.name,
-        "train_tokens": len(train),
-        "val_tokens": len(val),
+        "train_tokens": total - n_val,
+        "val_tokens": n_val,
         "train_bytes": total_bytes - val_bytes,
         "val_bytes": val_bytes,
         "corpus": corpus.describe(),
@@ -134,36 +170,42 @@ def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: flo
     (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def non_empty(corpus: Corpus) -> Iterator[str]:
-    """The corpus's documents, raising a clear error when there is no text at all."""
-    empty = True
-    for document in corpus.documents():
-        if document:
-            empty = False
-            yield document
-    if empty:
-        raise CorpusError(f"{corpus.describe()} holds no text; point data.path at files that contain text")
-
-
 def prepare_token_splits(
     corpus: Corpus, tokenizer: Mapping[str, Any], val_fraction: float, cache_dir: str | Path
 ) -> TokenSplits:
-    """Token splits for this corpus and tokenizer, from the cache when both are unchanged, else built."""
+    """Token splits for this corpus and tokenizer, from the cache when both are unchanged, else built.
+
+    The corpus is read once to fingerprint it; a build reads it twice more (to train, then to encode).
+    """
     if not 0.0 < val_fraction < 1.0:
-        raise CorpusError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+        raise CorpusError(f"data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     if "name" not in tokenizer:
         raise CorpusError(f"the tokenizer config {dict(tokenizer)} has no 'name'; use tokenizer=char, bpe or byte")
-    key = fingerprint(corpus, tokenizer, val_fraction)
+    digest, size = corpus_hash(corpus)
+    if size == 0:
+        raise CorpusError(
+            f"{corpus.describe()} holds no text; point data.path (or data.corpus) at files that contain text"
+        )
+    key = fingerprint(digest, tokenizer, val_fraction)
     directory = Path(cache_dir) / "tokens" / key
-    if (directory / "meta.json").is_file():
-        return load_splits(directory)
+    meta = read_meta(directory, key)
+    if meta is not None:
+        return load_splits(directory, meta)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=directory.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the finished cache should read like any other folder
     try:
         build(corpus, tokenizer, val_fraction, staging, key)
-        if directory.exists():  # an incomplete folder from an interrupted build
+        if directory.exists() and read_meta(directory, key) is None:  # left by an interrupted build
             shutil.rmtree(directory)
-        os.replace(staging, directory)
+        try:
+            os.replace(staging, directory)
+        except OSError:  # another process finished the same build first: use its copy
+            if read_meta(directory, key) is None:
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return load_splits(directory)
+    meta = read_meta(directory, key)
+    if meta is None:
+        raise CorpusError(f"the token cache {directory} was changed while it was being built; run again")
+    return load_splits(directory, meta)

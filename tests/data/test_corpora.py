@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import llm.data.corpora as corpora
 from llm.data.corpora import SHAKESPEARE_SHA256, CorpusError, PyStdlibCorpus, TextCorpus, TinyShakespeareCorpus
 from tests.conftest import SHARED_DATA
 
@@ -24,12 +25,43 @@ def test_pystdlib_is_deterministic_capped_and_has_no_tests() -> None:
     assert not [p for p in files if "test" in p.relative_to(corpus.root).parts[:-1] or p.name.startswith("test_")]
 
 
+def test_pystdlib_rules_on_a_tree_of_our_own(tmp_path: Path) -> None:
+    files = {
+        "b.py": "b = 2\n",  # 6 bytes
+        "a.py": "a = 1\n",
+        "pkg/c.py": "c = 'é'\n",  # 9 bytes
+        "pkg/big.py": "x" * 40,  # too big for the budget once a, b, c are in
+        "pkg/d.py": "d\n",  # 2 bytes: still fits after big.py is passed over
+        "pkg/test_e.py": "no\n",
+        "test/f.py": "no\n",
+        "pkg/tests/g.py": "no\n",
+        "idlelib/idle_test/h.py": "no\n",
+        "site-packages/i.py": "no\n",
+        "__pycache__/j.py": "no\n",
+        "latin.py": None,  # not UTF-8: skipped
+        "notes.txt": "not python\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            (tmp_path / name).write_bytes("s = 'é'\n".encode("latin-1"))
+        else:
+            (tmp_path / name).write_text(text)
+    # each document is the file's text plus "\n": 7 + 7 + 10 + 3 = 27 bytes fit in 30; big.py (41) does not
+    docs = list(PyStdlibCorpus(max_bytes=30, root=str(tmp_path)).documents())
+    assert docs == ["a = 1\n\n", "b = 2\n\n", "c = 'é'\n\n", "d\n\n"]
+    assert list(PyStdlibCorpus(max_bytes=14, root=str(tmp_path)).documents()) == ["a = 1\n\n", "b = 2\n\n"]
+    with pytest.raises(CorpusError, match="is not a folder"):
+        PyStdlibCorpus(root=str(tmp_path / "absent"))
+
+
 def test_text_files_and_globs_in_sorted_order(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("bee\n")
     (tmp_path / "a.txt").write_text("ay\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.txt").write_text("sea\n")
-    corpus = TextCorpus(path=[str(tmp_path / "*.txt"), str(tmp_path / "**" / "c.txt"), str(tmp_path / "a.txt")])
+    again = str(tmp_path / "sub" / ".." / "a.txt")  # the same file spelled another way is read once
+    corpus = TextCorpus(path=[str(tmp_path / "*.txt"), str(tmp_path / "**" / "c.txt"), again])
     assert "".join(corpus.documents()) == "ay\nbee\nsea\n"
 
 
@@ -55,10 +87,20 @@ def test_bytes_that_are_not_utf8(tmp_path: Path) -> None:
         TextCorpus(path="x", encoding_errors="ignore")
 
 
+def test_the_offset_of_a_bad_byte_is_exact_across_pieces(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(corpora, "CHUNK_BYTES", 4)
+    # pieces "abcd" "e\xc3" "A...": the lead byte at offset 5 is held back, then found to have no continuation
+    (tmp_path / "cut.txt").write_bytes(b"abcde\xc3Axyz")
+    with pytest.raises(CorpusError, match="cut.txt is not valid UTF-8 at byte 5;"):
+        list(TextCorpus(path=str(tmp_path / "cut.txt")).documents())
+    (tmp_path / "ok.txt").write_text("abcdeéfgh")  # é's two bytes straddle the first piece boundary
+    assert "".join(TextCorpus(path=str(tmp_path / "ok.txt")).documents()) == "abcdeéfgh"
+
+
 def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
@@ -73,9 +115,21 @@ def test_download_over_http_is_checked_and_cached(tmp_path: Path, monkeypatch) -
         assert "".join(corpus.documents()) == "First Citizen:\nSpeak.\n"
     finally:
         server.shutdown()
+        server.server_close()
     # cached now: a second corpus reads it without the server
     again = TinyShakespeareCorpus(cache_dir=str(tmp_path / "cache"), url=f"{url}/input.txt", sha256=digest)
     assert "".join(again.documents()) == "First Citizen:\nSpeak.\n"
+
+
+def test_download_from_a_file_url(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("LLM_DATA_DIR", raising=False)
+    (tmp_path / "input.txt").write_text("Before we proceed any further, hear me speak.\n")
+    digest = hashlib.sha256((tmp_path / "input.txt").read_bytes()).hexdigest()
+    corpus = TinyShakespeareCorpus(
+        cache_dir=str(tmp_path / "cache"), url=(tmp_path / "input.txt").as_uri(), sha256=digest
+    )
+    assert "".join(corpus.documents()) == "Before we proceed any further, hear me speak.\n"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["tinyshakespeare.txt"]  # no temp file is left
 
 
 def test_download_with_the_wrong_checksum_is_refused(tmp_path: Path, monkeypatch) -> None:
@@ -90,7 +144,9 @@ def test_download_with_the_wrong_checksum_is_refused(tmp_path: Path, monkeypatch
 def test_no_network_says_how_to_use_a_local_copy(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("LLM_DATA_DIR", raising=False)
     corpus = TinyShakespeareCorpus(cache_dir=str(tmp_path / "cache"), url=(tmp_path / "absent.txt").as_uri())
-    with pytest.raises(CorpusError, match="data.path=/path/to/tinyshakespeare.txt"):
+    with pytest.raises(
+        CorpusError, match=r"from file:.*absent.txt .*data.path=/path/to/tinyshakespeare.txt.*LLM_DATA_DIR"
+    ):
         list(corpus.documents())
 
 

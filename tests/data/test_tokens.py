@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +52,58 @@ def test_cache_is_reused_and_invalidated(tmp_path: Path, count_training: list[st
     assert changed_tokenizer.tokenizer.kind == "bpe" and len(count_training) == 3
 
 
+def test_bytes_of_each_split_with_multibyte_characters(tmp_path: Path) -> None:
+    text = "héllo wörld ✓\n" * 20  # 14 characters, 18 UTF-8 bytes a line: 280 characters, 360 bytes
+    splits = prepare(tmp_path, text)
+    assert (len(splits.train), len(splits.val)) == (252, 28)  # 10% of 280 characters, one per char token
+    assert (splits.train_bytes, splits.val_bytes) == (324, 36)  # the last two lines are the validation split
+    assert splits.bytes_per_token == 36 / 28
+    meta = json.loads((splits.directory / "meta.json").read_text())
+    assert meta["train_tokens"] == 252 and meta["val_bytes"] == 36 and meta["tokenizer"] == {"name": "char"}
+
+
+def test_byte_tokens_are_the_utf8_bytes(tmp_path: Path) -> None:
+    text = "naïve café\n" * 10  # 13 bytes a line
+    splits = prepare(tmp_path, text, {"name": "byte"}, val_fraction=0.2)
+    assert (len(splits.train), len(splits.val)) == (104, 26)
+    assert bytes(np.concatenate([splits.train, splits.val]).tolist()) == text.encode()
+    assert (splits.train_bytes, splits.val_bytes) == (104, 26) and splits.train.dtype == np.uint16
+
+
+def test_both_splits_keep_a_token(tmp_path: Path) -> None:
+    splits = prepare(tmp_path, "ab", val_fraction=0.9)  # 90% of 2 rounds to 2; the training split keeps one
+    assert (len(splits.train), len(splits.val)) == (1, 1)
+    with pytest.raises(CorpusError, match="encodes to 1 token"):
+        prepare(tmp_path, "a")
+
+
 def test_an_incomplete_cache_folder_is_rebuilt(tmp_path: Path, count_training: list[str]) -> None:
     first = prepare(tmp_path, "abc\n" * 100)
     (first.directory / "meta.json").unlink()  # as if the build had been killed before finishing
     again = prepare(tmp_path, "abc\n" * 100)
     assert len(count_training) == 2 and (again.directory / "meta.json").is_file()
     assert np.array_equal(again.train, first.train)
+    with (again.directory / "train.bin").open("r+b") as f:  # meta.json no longer matches the file
+        f.truncate(10)
+    third = prepare(tmp_path, "abc\n" * 100)
+    assert len(count_training) == 3 and len(third.train) == 360
+
+
+def test_a_leftover_temporary_folder_is_ignored(tmp_path: Path, count_training: list[str]) -> None:
+    first = prepare(tmp_path, "xyz\n" * 100)
+    leftover = first.directory.parent / f".{first.fingerprint}-killed"
+    leftover.mkdir()
+    (leftover / "train.bin").write_bytes(b"\xff" * 6)
+    again = prepare(tmp_path, "xyz\n" * 100)
+    assert again.directory == first.directory and count_training == ["char"]  # the complete copy is reused
+    shutil.rmtree(first.directory)
+    rebuilt = prepare(tmp_path, "xyz\n" * 100)
+    assert rebuilt.directory == first.directory and np.array_equal(rebuilt.train, first.train)
+    assert count_training == ["char", "char"] and (leftover / "train.bin").read_bytes() == b"\xff" * 6
+
+
+def test_val_fraction_changes_the_fingerprint(tmp_path: Path) -> None:
+    assert prepare(tmp_path, "abc" * 10).fingerprint != prepare(tmp_path, "abc" * 10, val_fraction=0.2).fingerprint
 
 
 def test_wide_vocabularies_use_uint32(tmp_path: Path) -> None:
@@ -63,11 +111,13 @@ def test_wide_vocabularies_use_uint32(tmp_path: Path) -> None:
     assert tokens.token_dtype(65_536) == np.uint16
 
 
-def test_an_empty_corpus(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="holds no text"):
+def test_an_empty_corpus(tmp_path: Path, count_training: list[str]) -> None:
+    with pytest.raises(CorpusError, match=r"text corpus .*corpus.txt holds no text; point data.path"):
         prepare(tmp_path, "")
+    assert count_training == []  # found while fingerprinting, before any training
 
 
 def test_val_fraction_out_of_range(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="val_fraction must be between 0 and 1"):
-        prepare(tmp_path, "abc", val_fraction=1.0)
+    for bad in (0.0, 1.0):
+        with pytest.raises(CorpusError, match="val_fraction must be between 0 and 1"):
+            prepare(tmp_path, "abc", val_fraction=bad)
