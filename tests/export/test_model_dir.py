@@ -48,19 +48,19 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         load_model_dir(directory)
 
 
-def test_config_that_does_not_match_the_weights(tmp_path: Path) -> None:
-    directory = saved(tmp_path)
+def with_model_setting(directory: Path, key: str, value: object) -> Path:
+    """The model directory with one setting of config.json's model section changed."""
     config = json.loads((directory / "config.json").read_text())
-    config["model"]["n_embd"] = 32
+    config["model"][key] = value
     (directory / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelDirError, match="does not match config.json"):
-        load_model_dir(directory)
+    return directory
 
 
-def test_config_naming_an_unknown_setting(tmp_path: Path) -> None:
-    directory = saved(tmp_path)
-    config = json.loads((directory / "config.json").read_text())
-    config["model"]["n_layers"] = 3
-    (directory / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelDirError, match="unknown model setting"):
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("n_embd", 32, "does not match config.json"), ("n_layers", 3, "unknown model setting")],
+)
+def test_config_that_disagrees_with_the_weights_or_the_schema(tmp_path: Path, key: str, value: int, message: str):
+    directory = with_model_setting(saved(tmp_path), key, value)
+    with pytest.raises(ModelDirError, match=message):
         load_model_dir(directory)
