@@ -9,10 +9,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from llm.errors import UserError
+
 T = TypeVar("T", bound=Callable[..., Any])
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """An unknown or duplicate component name, or options a component does not take."""
 
     def __str__(self) -> str:  # KeyError would quote the message

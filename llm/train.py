@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from llm.data.pretrain import PretrainDataModule
+from llm.errors import CheckpointError
 from llm.export import save_model_dir
 from llm.infer import sample_text
 from llm.lit.callbacks import Throughput
@@ -54,7 +55,7 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
         return None
     path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(str(ckpt_path))
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"no checkpoint at {path}; ckpt_path=last resumes the run whose directory is given by "
             "hydra.run.dir=<that run's directory>"
         )

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from llm.configs import compose_config
+from llm.errors import CheckpointError
 from llm.export import load_model_dir
 from llm.train import train
 from tests.conftest import tiny_overrides
@@ -81,7 +82,7 @@ def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path, corpus_fi
 
 
 def test_resume_without_a_checkpoint_says_how(tmp_path: Path, corpus_file: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="hydra.run.dir"):
+    with pytest.raises(CheckpointError, match="hydra.run.dir"):
         run_train(tmp_path, corpus_file, "ckpt_path=last", run="empty")
 
 

@@ -1,4 +1,4 @@
-"""User errors (bad configs, corpora, model directories) end a command with one clear line, not a traceback."""
+"""User errors end a command with one clear line (`error: ...`, exit status 2), not a traceback."""
 
 from __future__ import annotations
 
@@ -7,22 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from llm.data.corpora import CorpusError
-from llm.errors import ConfigError
-from llm.export import ModelDirError
-from llm.model import ModelConfigError
-from llm.registry import RegistryError
-from llm.tokenizer import TokenizerError
+from llm.errors import UserError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    CorpusError,
-    ModelConfigError,
-    ModelDirError,
-    RegistryError,
-    TokenizerError,
-    FileNotFoundError,
-)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -30,7 +16,7 @@ def user_error(exc: BaseException) -> BaseException | None:
     """The user error behind `exc` (Hydra wraps errors raised while instantiating), if there is one."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, USER_ERRORS):
+        if isinstance(seen, UserError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
+from llm.errors import UserError
 from llm.model import GPT, ModelConfig, ModelConfigError, build_gpt
 from llm.tokenizer import Tokenizer, TokenizerError, load_tokenizer, save_tokenizer
 
@@ -25,7 +26,7 @@ FORMAT, VERSION = "llm.gpt", 1
 FILES = ("model.safetensors", "config.json", "tokenizer.json")
 
 
-class ModelDirError(ValueError):
+class ModelDirError(UserError, ValueError):
     """A model directory that is missing files or whose files disagree."""
 
 
