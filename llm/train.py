@@ -13,19 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from llm.data.pretrain import PretrainDataModule
-from llm.errors import CheckpointError
 from llm.export import save_model_dir
 from llm.infer import sample_text
 from llm.lit.callbacks import Throughput
 from llm.lit.pretrain import PretrainModule
+from llm.lit.progress import StepProgressBar
 from llm.model import ModelConfig
 from llm.model.counting import count_parameters, training_flops_per_token
-from llm.report.run_summary import plot_losses, print_summary, write_json
+from llm.report.run_summary import plot_losses, print_summary
+from llm.run import RunDir, check_run_config, resume_config
+from llm.run.console import logging_to
+from llm.run.resume import check_fits, find_checkpoint, read_checkpoint
+from llm.run.rundir import write_json, write_text_atomic
+from llm.tokenizer import TokenizerError
 
 
 def build_datamodule(cfg: DictConfig) -> PretrainDataModule:
@@ -49,19 +55,6 @@ def model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig.from_dict({**{str(k): v for k, v in node.items()}, "vocab_size": vocab_size})
 
 
-def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """`last` means this run directory's checkpoints/last.ckpt, which must exist."""
-    if ckpt_path in (None, ""):
-        return None
-    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(str(ckpt_path))
-    if not path.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {path}; ckpt_path=last resumes the run whose directory is given by "
-            "hydra.run.dir=<that run's directory>"
-        )
-    return str(path)
-
-
 def git_revision() -> str | None:
     """The commit of the llm checkout running this, or None when installed from a wheel."""
     checkout = Path(__file__).resolve().parent.parent
@@ -81,42 +74,77 @@ def instantiate_all(node: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in node.values() if entry is not None and "_target_" in entry]
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Runs pretraining as configured; returns the summary it writes to summary.json."""
+def command_line_overrides() -> list[str] | None:
+    """The overrides the user typed, inside a Hydra app; None when train() is called from Python."""
+    if not HydraConfig.initialized():
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Runs pretraining as configured; returns the summary it writes to summary.json.
+
+    `overrides` are the command-line overrides (read from Hydra when not given); on a resume
+    (ckpt_path=...) they decide which settings the user meant to change, see llm.run.resume.
+    """
     started = time.perf_counter()
-    run_dir = Path(cfg.paths.run_dir)
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, run_dir)
+    check_run_config(cfg)
+    run = RunDir(cfg.paths.run_dir)
+    with run.claimed():
+        checkpoint = find_checkpoint(cfg.ckpt_path, run.path)
+        if checkpoint is None:
+            aside = run.start_fresh(bool(cfg.get("overwrite", False)))
+            if aside is not None:
+                Console(stderr=True).print(f"moved the run that was in {run.path} to {aside}", highlight=False)
+        elif (run.path / "config.yaml").is_file():
+            cfg = resume_config(run.path / "config.yaml", cfg, overrides or command_line_overrides())
+            check_run_config(cfg)
+        with logging_to(run.path / "train.log"):
+            return fit(cfg, run, checkpoint, started)
+
+
+def fit(cfg: DictConfig, run: RunDir, checkpoint: Path | None, started: float) -> dict[str, Any]:
+    """Builds data, module and trainer, checks what can be checked before training, trains and finishes."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     splits = datamodule.splits
-    config = model_config(cfg, splits.tokenizer.vocab_size)
+    check_prompt(splits.tokenizer, cfg.samples)
     module = PretrainModule(
-        config,
+        model_config(cfg, splits.tokenizer.vocab_size),
         instantiate(cfg.optim),
         instantiate(cfg.scheduler),
         splits.bytes_per_token,
         compile=cfg.compile,
+        nonfinite=cfg.nonfinite,
     )
+    if checkpoint is not None:
+        check_fits(read_checkpoint(checkpoint), module.state_dict(), checkpoint)
     throughput = Throughput()
+    progress = [StepProgressBar()] if cfg.trainer.enable_progress_bar else []
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.callbacks), throughput],
+        callbacks=[*instantiate_all(cfg.callbacks), throughput, *progress],
         logger=instantiate_all(cfg.logger),
     )
     if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        write_json(
-            run_dir / "run_info.json",
-            {"git_revision": git_revision(), "data_fingerprint": splits.fingerprint},
-        )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        write_text_atomic(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_json(run.path / "run_info.json", {"git_revision": git_revision(), "data_fingerprint": splits.fingerprint})
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
     train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
-    final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    final = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0]
     summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
     if trainer.is_global_zero:
-        finish_run(cfg, run_dir, module, splits.tokenizer, summary)
+        finish_run(cfg, run.path, module, splits.tokenizer, summary)
     return summary
+
+
+def check_prompt(tokenizer: Any, samples: DictConfig) -> None:
+    """The sample prompt must encode with the run's tokenizer: found out now, not after training."""
+    if samples.num and samples.prompt:
+        try:
+            tokenizer.encode(samples.prompt)
+        except TokenizerError as e:
+            raise TokenizerError(f"samples.prompt={samples.prompt!r} cannot be encoded: {e}") from e
 
 
 def summarize(
@@ -140,6 +168,7 @@ def summarize(
         "params": counts["params"],
         "params_non_embedding": counts["params_non_embedding"],
         "flops_per_token": training_flops_per_token(module.model_config),
+        "skipped_steps": module.skipped_steps,
     }
 
 
@@ -162,7 +191,7 @@ def finish_run(cfg: DictConfig, run_dir: Path, module: PretrainModule, tokenizer
         )
         for i in range(cfg.samples.num)
     ]
-    (run_dir / "samples.txt").write_text("\n\n---\n\n".join(samples) + "\n")
+    write_text_atomic(run_dir / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
     for i, text in enumerate(samples):
         console.rule(f"sample {i}")
         console.print(text, markup=False, highlight=False)

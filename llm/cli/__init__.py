@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from llm.cli.compose_check import check_overrides_or_exit
+
 VERBS = {
     "train": ("llm.cli.train", "pretrain a GPT (llm train experiment=shakespeare_char data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
@@ -31,5 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"llm: unknown verb '{verb}'; choose one of: {', '.join(VERBS)}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    app = importlib.import_module(VERBS[verb][0])
+    check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, args[1:])
     sys.argv = [f"llm {verb}", *args[1:]]
-    importlib.import_module(VERBS[verb][0]).main()
+    app.main()

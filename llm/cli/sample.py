@@ -6,8 +6,10 @@ from omegaconf import DictConfig
 from llm.cli.errors import report_user_errors
 from llm.configs import config_dir
 
+CONFIG_DIR, CONFIG_NAME = config_dir() / "verbs", "sample"
 
-@hydra.main(config_path=str(config_dir() / "verbs"), config_name="sample", version_base="1.3")
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     from llm.export import load_model_dir

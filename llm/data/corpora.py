@@ -130,7 +130,13 @@ class TextCorpus(Corpus):
         """The files to read: each pattern's matches in sorted order, a file named twice read once."""
         found: dict[Path, Path] = {}  # resolved path -> path as matched
         for pattern in self.patterns:
-            matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(pattern), recursive=True))]
+            expanded = os.path.expanduser(pattern)
+            if os.path.isdir(expanded):
+                raise CorpusError(
+                    f"data.path {pattern!r} is a folder; give a file, or a glob of its files such as "
+                    f"data.path='{pattern.rstrip('/')}/*.txt' (or '{pattern.rstrip('/')}/**/*.txt' for subfolders)"
+                )
+            matches = [Path(m) for m in sorted(glob.glob(expanded, recursive=True))]
             matches = [m for m in matches if m.is_file()]
             if not matches:
                 raise CorpusError(

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Writes JSON under a temporary name and renames it, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:

@@ -106,4 +106,11 @@ def train_bpe(texts: Iterable[str], *, vocab_size: int = 1024, min_frequency: in
     hf.train_from_iterator(counted(documents(texts)), trainer=trainer)
     if seen[0] == 0:
         raise TokenizerError("cannot train a bpe tokenizer on an empty corpus; check the data path and split")
+    trained = hf.get_vocab_size(with_added_tokens=True)
+    if trained < vocab_size:
+        raise TokenizerError(
+            f"tokenizer.vocab_size={vocab_size} is more than this corpus supports: bpe training found only "
+            f"{trained} tokens (bytes, merges seen at least min_frequency={min_frequency} times, and specials); "
+            f"set tokenizer.vocab_size={trained} or lower, or use a larger corpus"
+        )
     return BPETokenizer(hf)

@@ -48,7 +48,7 @@ def test_cache_is_reused_and_invalidated(tmp_path: Path, count_training: list[st
     assert count_training == ["char"] and second.fingerprint == first.fingerprint
     changed_text = prepare(tmp_path, "hello there\n" * 50)
     assert changed_text.fingerprint != first.fingerprint and len(count_training) == 2
-    changed_tokenizer = prepare(tmp_path, "hello world\n" * 50, {"name": "bpe", "vocab_size": 300})
+    changed_tokenizer = prepare(tmp_path, "hello world\n" * 50, {"name": "bpe", "vocab_size": 260})
     assert changed_tokenizer.tokenizer.kind == "bpe" and len(count_training) == 3
 
 

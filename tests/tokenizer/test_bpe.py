@@ -51,10 +51,11 @@ def test_compresses_repetitive_text(tokenizer: BPETokenizer) -> None:
     assert len(tokenizer.encode(REPETITIVE)) < len(REPETITIVE.encode("utf-8")) / 3
 
 
-def test_min_frequency_above_every_count_learns_no_merges() -> None:
-    # 256 bytes + <|endoftext|>, and no pair occurs a million times
-    tokenizer = train_tokenizer("bpe", [REPETITIVE], vocab_size=400, min_frequency=1_000_000)
-    assert tokenizer.vocab_size == 257
+def test_a_vocab_size_the_corpus_cannot_reach_is_refused_not_shrunk() -> None:
+    # 256 bytes + <|endoftext|>, and no pair occurs a million times: 257 tokens, not the 400 asked for
+    with pytest.raises(TokenizerError, match=r"vocab_size=400 is more .* found only 257 tokens.*vocab_size=257"):
+        train_tokenizer("bpe", [REPETITIVE], vocab_size=400, min_frequency=1_000_000)
+    tokenizer = train_tokenizer("bpe", [REPETITIVE], vocab_size=257, min_frequency=1_000_000)
     assert len(tokenizer.encode("the cat")) == len(b"the cat")
 
 

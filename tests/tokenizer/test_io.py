@@ -135,4 +135,6 @@ def test_config_keys_are_the_trainer_options(name: str) -> None:
     options = dict(OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml")))  # type: ignore[arg-type]
     assert options.pop("name") == name
     assert set(options) <= set(TOKENIZERS.options(name))
+    if name == "bpe":  # the default vocabulary needs more text than this corpus has
+        options["vocab_size"] = 260
     assert train_tokenizer(name, CORPUS, **options).kind == name

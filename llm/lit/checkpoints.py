@@ -1,0 +1,68 @@
+"""`checkpoints/last.ckpt`: written every N optimizer steps and/or M minutes and at the end of every run.
+
+Each save goes to a temporary file that is synced and renamed over last.ckpt, so a run killed at any
+moment (SIGKILL included) leaves the previous checkpoint or the new one, never half of one. The
+callback's own state carries torch's RNG states, so dropout continues exactly on a resume.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class LastCheckpoint(L.Callback):
+    """Keeps `dirpath/last.ckpt` current; saves only right after an optimizer step."""
+
+    def __init__(self, dirpath: str, every_n_steps: int | None = 100, every_minutes: float | None = None) -> None:
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
+        self._saved_step = self._seen_step = -1
+        self._saved_at = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._saved_step = self._seen_step = trainer.global_step
+        self._saved_at = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step, stepped = trainer.global_step, trainer.global_step != self._seen_step
+        self._seen_step = step
+        if stepped and self._due(step):  # never in the middle of gradient accumulation
+            self.save(trainer)
+
+    def _due(self, step: int) -> bool:
+        by_steps = self.every_n_steps is not None and step % self.every_n_steps == 0
+        by_time = self.every_minutes is not None and time.monotonic() - self._saved_at >= 60 * self.every_minutes
+        return by_steps or by_time
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != self._saved_step:
+            self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        temp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(temp)
+        if trainer.is_global_zero:
+            with temp.open("rb") as file:
+                os.fsync(file.fileno())
+            os.replace(temp, self.path)
+        self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "torch_rng" in state_dict:
+            torch.set_rng_state(state_dict["torch_rng"])
+        if "cuda_rng" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda_rng"])

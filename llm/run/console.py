@@ -1,0 +1,65 @@
+"""What a run shows on the console (its own progress, summary and errors) and what goes to train.log.
+
+Python logging of a run, Lightning's included, goes to <run dir>/train.log only. Third-party tips and
+warnings that say nothing about the user's run are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# messages from other packages that are about those packages, not about the run
+NOISE = (
+    r".*litlogger.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*does not have many workers.*",
+    r".*GPU available but not used.*",
+    r".*You're resuming from a checkpoint that ended before the epoch ended.*",
+    r".*`training_step` returned `None`.*",
+)
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
+class DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def silence_third_party_warnings() -> None:
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+@contextmanager
+def logging_to(log_file: Path) -> Iterator[None]:
+    """Sends Python logging (Lightning's too) to `log_file` instead of the console while the run lasts."""
+    silence_third_party_warnings()
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    handler.addFilter(DropNoise())
+    root = logging.getLogger()
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate) for name in LIGHTNING_LOGGERS
+    }
+    for name in LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [
+            h for h in logger.handlers if not isinstance(h, logging.StreamHandler) or isinstance(h, logging.FileHandler)
+        ]
+        logger.propagate = True
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+        for name, (handlers, propagate) in saved.items():
+            logging.getLogger(name).handlers, logging.getLogger(name).propagate = handlers, propagate

@@ -1,0 +1,170 @@
+"""Resuming a run: find and check its checkpoint, and start from the run's own saved config.
+
+On a resume the saved `config.yaml` wins. Settings named in RESUMABLE (how long to train, logging,
+checkpointing, where files go) may change; any other setting the user names on the command line with a
+value different from the saved one is an error listing the keys. Settings the user did not name take the
+saved value, so `llm train hydra.run.dir=DIR ckpt_path=last` resumes whatever that run was.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from llm.errors import CheckpointError, ConfigError
+
+# keys (or key prefixes ending in ".") that may differ between a run and its resume
+RESUMABLE = (
+    "ckpt_path",
+    "overwrite",
+    "nonfinite",
+    "paths.",
+    "logger.",
+    "callbacks.",
+    "checkpoint.",
+    "samples.",
+    "data.num_workers",
+    "trainer.max_steps",
+    "trainer.val_check_interval",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.default_root_dir",
+)
+GLOBAL_GROUPS = ("experiment",)  # override sets that may touch any key
+ABSENT = object()
+
+
+def resumable(key: str) -> bool:
+    return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
+
+
+def override_key(override: str) -> str:
+    """`+model.n_layer=2` -> `model.n_layer`; `model/attention=manual` -> `model.attention`."""
+    return override.lstrip("~+").split("=", 1)[0].replace("/", ".")
+
+
+def named_by(key: str, overrides: list[str]) -> bool:
+    for override in overrides:
+        name = override_key(override)
+        if name in GLOBAL_GROUPS or key == name or key.startswith(name + "."):
+            return True
+    return False
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaf values by dotted key; lists and empty mappings are leaves."""
+    if isinstance(node, dict) and node:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for key in sorted(flat):
+        *parents, leaf = key.split(".")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(flat[key], dict) and isinstance(node.get(leaf), dict):
+            continue  # an empty mapping under which deeper keys were already set
+        node[leaf] = flat[key]
+    return root
+
+
+def resume_config(saved_path: Path, given: DictConfig, overrides: list[str] | None) -> DictConfig:
+    """The saved config with the resumable settings of `given` (and any `overrides` that agree with it).
+
+    `overrides` are the user's command-line overrides; None (a call from Python) treats every setting of
+    `given` as named, so it must match the saved config outside RESUMABLE.
+    """
+    saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    wanted = flatten(OmegaConf.to_container(given, resolve=True))
+    merged, conflicts = dict(wanted), []
+    for key in sorted(saved.keys() | wanted.keys()):
+        before, after = saved.get(key, ABSENT), wanted.get(key, ABSENT)
+        if before == after or resumable(key):
+            continue
+        if overrides is None or named_by(key, overrides):
+            conflicts.append(f"{key} (saved {show(before)}, given {show(after)})")
+        elif before is ABSENT:
+            del merged[key]
+        else:
+            merged[key] = before
+    if conflicts:
+        raise ConfigError(
+            f"a resume continues the run saved in {saved_path}, but these settings differ from it and cannot "
+            f"change on a resume: {'; '.join(conflicts)}. Drop them from the command line to resume, or start a "
+            "new run in another hydra.run.dir (what may change: " + ", ".join(RESUMABLE) + ")"
+        )
+    return OmegaConf.create(unflatten(merged))
+
+
+def show(value: Any) -> str:
+    return "nothing" if value is ABSENT else repr(value)
+
+
+def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
+    """`last` means the run directory's checkpoints/last.ckpt; anything else is a path to a .ckpt file."""
+    if ckpt_path in (None, ""):
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(str(ckpt_path))
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}; ckpt_path=last resumes the run whose directory is given by "
+            "hydra.run.dir=<that run's directory>, and ckpt_path=<file> needs an existing .ckpt file"
+        )
+    return path
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Loads a Lightning checkpoint with weights_only=True: plain tensors and containers, never code."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to load {path}: it holds Python objects other than tensors and plain data, which could "
+            "run code when loaded; llm never writes such checkpoints, so do not trust this file"
+        ) from e
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({str(e).strip().splitlines()[0][:200]}); resume from "
+            "another checkpoint (ckpt_path=<file>) or start the run again"
+        ) from e
+    missing = [
+        key
+        for key in ("state_dict", "global_step", "loops")
+        if not isinstance(checkpoint, dict) or key not in checkpoint
+    ]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a training checkpoint (it lacks {', '.join(missing)}); give a checkpoints/*.ckpt "
+            "file written by llm train"
+        )
+    return checkpoint
+
+
+def check_fits(checkpoint: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> None:
+    """The checkpoint's weights have the names and shapes of the model about to be trained."""
+    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    wanted = {k: tuple(v.shape) for k, v in state.items()}
+    if saved == wanted:
+        return
+    missing, extra = sorted(wanted.keys() - saved.keys()), sorted(saved.keys() - wanted.keys())
+    shapes = sorted(k for k in saved.keys() & wanted.keys() if saved[k] != wanted[k])
+    parts = [
+        f"{label}: {', '.join(keys[:4])}"
+        for label, keys in (("missing", missing), ("unexpected", extra), ("other shape", shapes))
+        if keys
+    ]
+    raise CheckpointError(
+        f"checkpoint {path} does not fit the configured model ({'; '.join(parts)}); resume with the settings "
+        "the checkpoint was trained with (ckpt_path=last uses the run's own config.yaml)"
+    )
