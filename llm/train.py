@@ -22,6 +22,7 @@ from llm.data.pretrain import PretrainDataModule
 from llm.export import save_model_dir
 from llm.infer import sample_text
 from llm.lit.callbacks import Throughput
+from llm.lit.loggers import forget_steps_from
 from llm.lit.pretrain import PretrainModule
 from llm.lit.progress import StepProgressBar
 from llm.model import ModelConfig
@@ -117,8 +118,11 @@ def fit(cfg: DictConfig, run: RunDir, checkpoint: Path | None, started: float) -
         compile=cfg.compile,
         nonfinite=cfg.nonfinite,
     )
+    resumed_step = 0
     if checkpoint is not None:
-        check_fits(read_checkpoint(checkpoint), module.state_dict(), checkpoint)
+        saved = read_checkpoint(checkpoint)
+        check_fits(saved, module.state_dict(), checkpoint)
+        resumed_step = int(saved["global_step"])
     throughput = Throughput()
     progress = [StepProgressBar()] if cfg.trainer.enable_progress_bar else []
     trainer: L.Trainer = instantiate(
@@ -129,6 +133,8 @@ def fit(cfg: DictConfig, run: RunDir, checkpoint: Path | None, started: float) -
     if trainer.is_global_zero:
         write_text_atomic(run.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         write_json(run.path / "run_info.json", {"git_revision": git_revision(), "data_fingerprint": splits.fingerprint})
+        if checkpoint is not None:
+            forget_steps_from(run.path / "metrics.csv", resumed_step)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
     train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     final = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0]

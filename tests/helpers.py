@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 
 class StopAtStep(L.Callback):
@@ -16,3 +19,36 @@ class StopAtStep(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step >= self.step:
             trainer.should_stop = True
+
+
+class NaNAt(L.Callback):
+    """Makes the loss (where="loss") or one gradient (where="grad") NaN at optimizer step `step`.
+
+    Writes nan_probe.json into `report_dir`: whether the weights changed over that step.
+    """
+
+    def __init__(self, step: int, where: str = "loss", report_dir: str | None = None) -> None:
+        self.step, self.where, self.report_dir = step, where, report_dir
+        self._hook: Any = None
+        self._before: list[torch.Tensor] | None = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.global_step != self.step:
+            return
+        self._before = [p.detach().clone() for p in pl_module.parameters()]
+        if self.where == "loss":
+            self._hook = pl_module.model.register_forward_hook(lambda _m, _i, out: out * float("nan"))
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step == self.step and self.where == "grad":
+            next(p for p in pl_module.parameters() if p.grad is not None).grad.fill_(float("nan"))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self._before is None:
+            return
+        if self._hook is not None:
+            self._hook.remove()
+        changed = any(not torch.equal(a, p) for a, p in zip(self._before, pl_module.parameters(), strict=True))
+        if self.report_dir:
+            (Path(self.report_dir) / "nan_probe.json").write_text(json.dumps({"changed": changed}))
+        self._before = None

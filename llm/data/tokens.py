@@ -23,7 +23,7 @@ import numpy as np
 from llm.data.corpora import Corpus, CorpusError
 from llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DECODE_CHUNK = 1 << 20
 
 
@@ -85,7 +85,20 @@ def decoded_bytes(tokenizer: Tokenizer, tokens: np.ndarray) -> int:
     )
 
 
-META_KEYS = ("fingerprint", "dtype", "train_tokens", "val_tokens", "train_bytes", "val_bytes")
+META_KEYS = ("fingerprint", "dtype", "train_tokens", "val_tokens", "train_bytes", "val_bytes", "sha256")
+TOKEN_FILES = ("train.bin", "val.bin", "tokenizer.json")
+
+
+def files_sha256(directory: Path) -> dict[str, str]:
+    """sha256 of each token file and the tokenizer, so a cache whose bytes changed is rebuilt, not read."""
+    sums = {}
+    for name in TOKEN_FILES:
+        digest = hashlib.sha256()
+        with (directory / name).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        sums[name] = digest.hexdigest()
+    return sums
 
 
 def read_meta(directory: Path, key: str) -> dict[str, Any] | None:
@@ -99,6 +112,7 @@ def read_meta(directory: Path, key: str) -> dict[str, Any] | None:
             and meta["fingerprint"] == key
             and (directory / "tokenizer.json").is_file()
             and all(sizes[name] == meta[f"{name}_tokens"] * itemsize > 0 for name in sizes)
+            and meta["sha256"] == files_sha256(directory)
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -166,6 +180,7 @@ def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: flo
         "corpus": corpus.describe(),
         "tokenizer": dict(tokenizer_config),
         "val_fraction": val_fraction,
+        "sha256": files_sha256(directory),
     }
     (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -191,8 +206,14 @@ def prepare_token_splits(
     meta = read_meta(directory, key)
     if meta is not None:
         return load_splits(directory, meta)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=directory.parent))
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=directory.parent))
+    except OSError as e:
+        raise CorpusError(
+            f"cannot write the token cache in {directory.parent} ({e.strerror or e}); set paths.cache_dir=<a "
+            "writable folder> (or the LLM_CACHE_DIR environment variable)"
+        ) from e
     staging.chmod(0o755)  # mkdtemp makes it private; the finished cache should read like any other folder
     try:
         build(corpus, tokenizer, val_fraction, staging, key)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from llm.errors import UserError
@@ -50,9 +51,11 @@ def save_model_dir(directory: str | Path, model: GPT, tokenizer: Tokenizer) -> P
 
 def read_model_config(directory: Path) -> ModelConfig:
     try:
-        data = json.loads((directory / "config.json").read_text())
-    except json.JSONDecodeError as e:
+        data = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelDirError(f"{directory / 'config.json'} is not valid JSON ({e}); re-export the model") from e
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{directory / 'config.json'} holds no JSON object; re-export the model")
     if data.get("format") != FORMAT or data.get("version") != VERSION or "model" not in data:
         raise ModelDirError(
             f"{directory / 'config.json'} is not an {FORMAT} v{VERSION} config "
@@ -86,6 +89,11 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
     model = build_gpt(config)
     try:
         load_model(model, str(directory / "model.safetensors"), strict=True, device=str(device))
+    except SafetensorError as e:
+        raise ModelDirError(
+            f"{directory / 'model.safetensors'} is truncated or not a safetensors file ({e}); re-export the model "
+            "directory (a finished run writes it to <run dir>/model)"
+        ) from e
     except (RuntimeError, KeyError, ValueError) as e:
         raise ModelDirError(
             f"{directory}: model.safetensors does not match config.json ({str(e).strip()[:500]}); "

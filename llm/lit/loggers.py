@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from llm.run.rundir import write_text_atomic
 
 
 class AppendingWriter(ExperimentWriter):
@@ -33,3 +37,23 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.log_dir, exist_ok=True)
             self._experiment = AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+def forget_steps_from(metrics_csv: Path, step: int) -> None:
+    """Drops the rows logged at `step` or later: a run resumed from a checkpoint at `step` logs them again.
+
+    Without this, steps trained after the last checkpoint of a killed run would appear twice.
+    """
+    if not metrics_csv.is_file():
+        return
+    with metrics_csv.open(newline="") as file:
+        reader = csv.DictReader(file)
+        fields, rows = reader.fieldnames or [], list(reader)
+    kept = [row for row in rows if not row.get("step") or int(row["step"]) < step]
+    if len(kept) == len(rows):
+        return
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept)
+    write_text_atomic(metrics_csv, out.getvalue())

@@ -53,7 +53,7 @@ class PretrainModule(L.LightningModule):
         x, y = batch
         loss = causal_lm_loss(self.model(x), y)
         if not torch.isfinite(loss):
-            self.non_finite("loss", float(loss))
+            self.non_finite("loss", float(loss.detach()))
             return None
         self.log("train/loss", loss, prog_bar=True)
         return loss

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from llm.errors import CheckpointError, ConfigError
@@ -85,7 +86,7 @@ def resume_config(saved_path: Path, given: DictConfig, overrides: list[str] | No
     `overrides` are the user's command-line overrides; None (a call from Python) treats every setting of
     `given` as named, so it must match the saved config outside RESUMABLE.
     """
-    saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    saved = flatten(OmegaConf.to_container(load_saved_config(saved_path), resolve=True))
     wanted = flatten(OmegaConf.to_container(given, resolve=True))
     merged, conflicts = dict(wanted), []
     for key in sorted(saved.keys() | wanted.keys()):
@@ -105,6 +106,20 @@ def resume_config(saved_path: Path, given: DictConfig, overrides: list[str] | No
             "new run in another hydra.run.dir (what may change: " + ", ".join(RESUMABLE) + ")"
         )
     return OmegaConf.create(unflatten(merged))
+
+
+def load_saved_config(path: Path) -> DictConfig:
+    """A run's config.yaml: plain YAML only (OmegaConf's loader builds no Python objects from tags)."""
+    try:
+        cfg = OmegaConf.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(
+            f"{path} is not a plain YAML config ({str(e).splitlines()[0]}); it was not written by llm train: restore "
+            "it, or start a new run in another hydra.run.dir"
+        ) from e
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path} holds no mapping of settings; restore it, or start a new run elsewhere")
+    return cfg
 
 
 def show(value: Any) -> str:
@@ -127,7 +142,12 @@ def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Loads a Lightning checkpoint with weights_only=True: plain tensors and containers, never code."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap can only be used" not in str(e):
+                raise
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # torch's legacy format
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refused to load {path}: it holds Python objects other than tensors and plain data, which could "
