@@ -117,6 +117,7 @@ def fit(cfg: DictConfig, run: RunDir, checkpoint: Path | None, started: float) -
         splits.bytes_per_token,
         compile=cfg.compile,
         nonfinite=cfg.nonfinite,
+        seed=cfg.seed,
     )
     resumed_step = 0
     if checkpoint is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -56,15 +57,37 @@ def test_train_writes_the_run_directory_and_loss_falls(tmp_path: Path, corpus_fi
     assert (run / "samples.txt").read_text().startswith("the")
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
-def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path, corpus_file: Path, accumulate: int) -> None:
-    accumulation = f"trainer.accumulate_grad_batches={accumulate}"
-    full = run_train(tmp_path, corpus_file, accumulation, run="full", steps=20)
-    stop = ["+callbacks.stop._target_=tests.helpers.StopAtStep", "+callbacks.stop.step=10", accumulation]
+def train_losses(run: Path) -> dict[int, float]:
+    """train/loss by step from metrics.csv; a step logged twice fails the test."""
+    losses: dict[int, float] = {}
+    with (run / "metrics.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row.get("train/loss"):
+                assert int(row["step"]) not in losses, f"step {row['step']} logged twice"
+                losses[int(row["step"])] = float(row["train/loss"])
+    return losses
+
+
+@pytest.mark.parametrize(("accumulate", "dropout"), [(1, 0.0), (2, 0.0), (1, 0.2)])
+def test_resume_from_last_matches_an_uninterrupted_run(
+    tmp_path: Path, corpus_file: Path, accumulate: int, dropout: float
+) -> None:
+    settings = [
+        f"trainer.accumulate_grad_batches={accumulate}",
+        f"model.dropout={dropout}",
+        "trainer.log_every_n_steps=1",
+    ]
+    full = run_train(tmp_path, corpus_file, *settings, run="full", steps=20)
+    stop = ["+callbacks.stop._target_=tests.helpers.StopAtStep", "+callbacks.stop.step=10", *settings]
     run_train(tmp_path, corpus_file, *stop, run="resumed", steps=20)
     ckpt = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 10
-    resumed = run_train(tmp_path, corpus_file, "ckpt_path=last", accumulation, run="resumed", steps=20)
+    resumed = run_train(tmp_path, corpus_file, "ckpt_path=last", *settings, run="resumed", steps=20)
+    # metrics.csv holds one history: every step once, with the uninterrupted run's losses (dropout included)
+    expected, got = train_losses(tmp_path / "full"), train_losses(tmp_path / "resumed")
+    assert sorted(got) == sorted(expected) == list(range(20))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5), step
     assert resumed["steps"] == 20
     final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     uninterrupted = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -79,6 +102,17 @@ def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path, corpus_fi
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
     assert resumed["val_loss"] == pytest.approx(full["val_loss"], rel=1e-5)
     assert resumed["tokens_seen"] == full["tokens_seen"]
+
+
+def test_best_checkpoint_holds_the_lowest_validation_loss(tmp_path: Path, corpus_file: Path) -> None:
+    run_train(tmp_path, corpus_file, "trainer.val_check_interval=5", steps=30)
+    with (tmp_path / "run" / "metrics.csv").open() as f:
+        vals = [(float(r["val/loss"]), int(r["step"])) for r in csv.DictReader(f) if r.get("val/loss")]
+    lowest, at_step = min(vals[:-1])  # the last row is the end-of-run validation, which saves nothing
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["global_step"] == at_step + 1  # validation after optimizer step n is logged at step n - 1
+    (state,) = [v for k, v in best["callbacks"].items() if "'monitor': 'val/loss'" in k]
+    assert float(state["best_model_score"]) == pytest.approx(lowest, rel=1e-6)
 
 
 def test_resume_without_a_checkpoint_says_how(tmp_path: Path, corpus_file: Path) -> None:

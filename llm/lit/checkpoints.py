@@ -1,8 +1,8 @@
 """`checkpoints/last.ckpt`: written every N optimizer steps and/or M minutes and at the end of every run.
 
 Each save goes to a temporary file that is synced and renamed over last.ckpt, so a run killed at any
-moment (SIGKILL included) leaves the previous checkpoint or the new one, never half of one. The
-callback's own state carries torch's RNG states, so dropout continues exactly on a resume.
+moment (SIGKILL included) leaves the previous checkpoint or the new one, never half of one. (Randomness
+inside training steps, such as dropout, is seeded per step by the module, so it needs no saved RNG state.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 
 
 class LastCheckpoint(L.Callback):
@@ -23,6 +22,7 @@ class LastCheckpoint(L.Callback):
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
         self._saved_step = self._seen_step = -1
+        self._at_end = False
         self._saved_at = time.monotonic()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -44,7 +44,19 @@ class LastCheckpoint(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step != self._saved_step:
-            self.save(trainer)
+            self._at_end = True
+            try:
+                self.save(trainer)
+            finally:
+                self._at_end = False
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._at_end:
+            # Lightning counts logged steps one ahead when it resumes a checkpoint taken after the epoch loop
+            # ended; store the count a checkpoint taken in on_train_batch_end would hold, so a resumed run
+            # logs its first step under its own number.
+            loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+            loop["_batches_that_stepped"] = trainer.global_step - 1
 
     def save(self, trainer: L.Trainer) -> None:
         temp = self.path.with_name(f".{self.path.name}.tmp")
@@ -54,15 +66,3 @@ class LastCheckpoint(L.Callback):
                 os.fsync(file.fileno())
             os.replace(temp, self.path)
         self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "torch_rng" in state_dict:
-            torch.set_rng_state(state_dict["torch_rng"])
-        if "cuda_rng" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda_rng"])

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -35,6 +36,7 @@ class PretrainModule(L.LightningModule):
         bytes_per_token: float,
         compile: bool = False,
         nonfinite: str = "stop",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.model_config = model_config
@@ -45,9 +47,18 @@ class PretrainModule(L.LightningModule):
         self.bytes_per_token = bytes_per_token
         self.val_loss = MeanMetric()
         self.nonfinite, self.skipped_steps = nonfinite, 0
+        self.seed, self._micro_batch, self._seen_step = seed, 0, -1
 
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seeds torch from (seed, rank, step, micro-batch): dropout is the same whether or not a run resumed."""
+        step = self.trainer.global_step
+        self._micro_batch = self._micro_batch + 1 if step == self._seen_step else 0
+        self._seen_step = step
+        entropy = [self.seed, self.trainer.global_rank, step, self._micro_batch]
+        torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         x, y = batch
