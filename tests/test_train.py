@@ -92,8 +92,14 @@ def test_gradient_accumulation_counts_every_micro_batch(tmp_path: Path, corpus_f
 
 
 def test_bf16_mixed_precision_trains(tmp_path: Path, corpus_file: Path) -> None:
-    summary = run_train(tmp_path, corpus_file, "trainer.precision=bf16-mixed", steps=20)
+    """trainer.precision=bf16-mixed reaches the Trainer: every training forward runs under bf16 autocast."""
+    record = tmp_path / "dtypes.json"
+    spy = ["+callbacks.dtypes._target_=tests.helpers.RecordTrainingDtypes", f"+callbacks.dtypes.path={record}"]
+    summary = run_train(tmp_path, corpus_file, "trainer.precision=bf16-mixed", *spy, steps=20)
     assert math.isfinite(summary["val_loss"]) and summary["val_loss"] < math.log(len(set(corpus_file.read_text())))
+    seen = json.loads(record.read_text())
+    assert seen["precision"] == "bf16-mixed"
+    assert seen["head_dtypes"] == ["torch.bfloat16"] * 20  # one forward a step, each in bfloat16
 
 
 @pytest.mark.parametrize("tokenizer", ["byte", "bpe"])
