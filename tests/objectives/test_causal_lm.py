@@ -75,8 +75,9 @@ def test_sequence_logprobs_of_an_empty_mask_is_zero() -> None:
 
 
 def test_sequence_logprobs_take_a_float_mask_and_bfloat16_logits() -> None:
-    """A 0/1 float mask works like a boolean one, and bfloat16 logits are summed in float32."""
+    """A 0/1 float64 mask works like a boolean one, and bfloat16 logits are summed in float32 (the mask's
+    dtype does not widen the result)."""
     logits = torch.tensor([[ROWS[3], ROWS[1]]]).bfloat16()
-    got = sequence_logprobs(logits, torch.tensor([[2, 0]]), torch.tensor([[1.0, 1.0]]))
+    got = sequence_logprobs(logits, torch.tensor([[2, 0]]), torch.tensor([[1.0, 1.0]], dtype=torch.float64))
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(math.log(1 / 2) + math.log(1 / 3), rel=1e-2)
