@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 ARGS    ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train test test-full lint bench clean
+.PHONY: help install train test test-full lint bench mutation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ lint: $(STAMP)  ## ruff and mypy
 bench: $(STAMP)  ## benchmark scripts (tokens/s of the CPU recipe)
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
+mutation: $(STAMP)  ## mutation testing of llm/model, objectives, data with mutmut (slow, not in CI; ARGS= picks mutants)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run $(ARGS)
+	$(BIN)/mutmut results
+
 clean:  ## remove the virtualenv, caches and runs
-	rm -rf $(VENV) runs multirun outputs build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs multirun outputs mutants build dist .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

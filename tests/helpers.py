@@ -52,3 +52,33 @@ class NaNAt(L.Callback):
         if self.report_dir:
             (Path(self.report_dir) / "nan_probe.json").write_text(json.dumps({"changed": changed}))
         self._before = None
+
+
+class RecordTrainingDtypes(L.Callback):
+    """Writes to `path` (JSON) the trainer's precision and the dtypes of the LM head's output in training steps.
+
+    The head is a Linear, so under bf16 autocast its output is bfloat16 and without autocast float32.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.dtypes: list[str] = []
+        self.in_training_step = False
+        self.handle: Any = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.handle = pl_module.model.head.register_forward_hook(self.record)
+
+    def record(self, module: Any, args: Any, output: Any) -> None:
+        if self.in_training_step:
+            self.dtypes.append(str(output.dtype))
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self.in_training_step = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.in_training_step = False
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.handle.remove()
+        self.path.write_text(json.dumps({"precision": trainer.precision, "head_dtypes": self.dtypes}))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from llm.configs import compose_config, config_dir
 from llm.model import MODEL_PARTS, build_gpt
@@ -85,13 +88,81 @@ def test_model_options_build_and_run(tmp_path: Path, corpus_file: Path, group: s
     assert logits.shape == (2, 16, 40) and torch.isfinite(logits).all()
 
 
+# distinctive settings for each optimizer, so that a setting that is not passed on shows
+OPTIM_SETTINGS = {
+    "adamw": ["optim.lr=0.01", "optim.betas=[0.8,0.95]", "optim.weight_decay=0.05"],
+    "muon": [
+        "optim.lr=0.03",
+        "optim.momentum=0.9",
+        "optim.nesterov=false",
+        "optim.ns_steps=4",
+        "optim.adamw_lr=0.004",
+        "optim.adamw_betas=[0.8,0.95]",
+        "optim.weight_decay=0.05",
+    ],
+    "sgd": ["optim.lr=0.05", "optim.momentum=0.5", "optim.weight_decay=0.02"],
+}
+MATRIX, VECTOR, EMBEDDING = "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias", "token_embedding.weight"
+
+
+def adam_first_step(p: torch.Tensor, g: torch.Tensor, lr: float, weight_decay: float) -> torch.Tensor:
+    """AdamW's first step: the bias-corrected moments are g and g², so p·(1 - lr·wd) - lr·g / (|g| + eps)."""
+    return p * (1 - lr * weight_decay) - lr * g / (g.abs() + 1e-8)
+
+
+def sgd_first_step(p: torch.Tensor, g: torch.Tensor, lr: float, momentum: float, weight_decay: float) -> torch.Tensor:
+    """Nesterov SGD's first step: d = g + wd·p, the buffer is d, so p - lr·(d + momentum·d)."""
+    d = g + weight_decay * p
+    return p - lr * (1 + momentum) * d
+
+
 @pytest.mark.parametrize("option", options("optim"))
 def test_optim_options_step(tmp_path: Path, corpus_file: Path, option: str) -> None:
-    cfg = compose(tmp_path, corpus_file, f"optim={option}")
+    """The optimizer built from each optim config carries that config's settings, and one step moves a
+    weight matrix, a bias and the embedding by the optimizer's first-step rule worked out here."""
+    cfg = compose(tmp_path, corpus_file, f"optim={option}", *OPTIM_SETTINGS[option])
+    torch.manual_seed(0)
     model = build_gpt(model_config(cfg, vocab_size=40))
     optimizer = instantiate(cfg.optim)(model)
     model(torch.randint(0, 40, (2, 8))).sum().backward()
+    params = dict(model.named_parameters())
+    before = {name: p.detach().clone() for name, p in params.items()}
+    grads = {name: p.grad.clone() for name, p in params.items() if p.grad is not None}
     optimizer.step()
+
+    def moved(name: str, expected: torch.Tensor) -> None:
+        torch.testing.assert_close(params[name].detach(), expected, rtol=1e-5, atol=1e-7, msg=name)
+
+    groups = optimizer.param_groups
+    if option == "adamw":
+        assert [(g["lr"], g["betas"], g["weight_decay"]) for g in groups] == [
+            (0.01, (0.8, 0.95), 0.05),
+            (0.01, (0.8, 0.95), 0.0),
+        ]
+        for name in (MATRIX, EMBEDDING):
+            moved(name, adam_first_step(before[name], grads[name], lr=0.01, weight_decay=0.05))
+        moved(VECTOR, adam_first_step(before[VECTOR], grads[VECTOR], lr=0.01, weight_decay=0.0))
+    elif option == "sgd":
+        assert [(g["lr"], g["momentum"], g["nesterov"], g["weight_decay"]) for g in groups] == [
+            (0.05, 0.5, True, 0.02),
+            (0.05, 0.5, True, 0.0),
+        ]
+        moved(MATRIX, sgd_first_step(before[MATRIX], grads[MATRIX], lr=0.05, momentum=0.5, weight_decay=0.02))
+        moved(VECTOR, sgd_first_step(before[VECTOR], grads[VECTOR], lr=0.05, momentum=0.5, weight_decay=0.0))
+    else:
+        muon_group, decayed, plain = groups
+        settings = ("lr", "momentum", "nesterov", "ns_steps", "adjust_lr_fn", "weight_decay")
+        assert tuple(muon_group[k] for k in settings) == (0.03, 0.9, False, 4, None, 0.05)
+        assert [(g["lr"], g["betas"], g["weight_decay"]) for g in (decayed, plain)] == [
+            (0.004, (0.8, 0.95), 0.05),
+            (0.004, (0.8, 0.95), 0.0),
+        ]
+        moved(EMBEDDING, adam_first_step(before[EMBEDDING], grads[EMBEDDING], lr=0.004, weight_decay=0.05))
+        moved(VECTOR, adam_first_step(before[VECTOR], grads[VECTOR], lr=0.004, weight_decay=0.0))
+        # Muon: p·(1 - lr·wd) - lr·sqrt(rows/cols)·O, O the orthogonalised momentum (top singular value about 1)
+        rows, cols = before[MATRIX].shape  # (96, 32): three times as many rows as columns
+        update = (before[MATRIX] * (1 - 0.03 * 0.05) - params[MATRIX].detach()) / (0.03 * math.sqrt(rows / cols))
+        assert 0.5 < torch.linalg.matrix_norm(update, ord=2).item() < 1.5
 
 
 @pytest.mark.parametrize("option", options("scheduler"))
@@ -102,13 +173,37 @@ def test_scheduler_options(tmp_path: Path, corpus_file: Path, option: str) -> No
     assert all(0.0 <= v <= 1.0 for v in values) and max(values) == pytest.approx(1.0)
 
 
+# trainer config -> (accelerator, precision); `default` says accelerator=auto
+TRAINER_CHOICES = {
+    "default": ("auto", "32-true"),
+    "cpu": ("cpu", "32-true"),
+    "gpu": ("gpu", "bf16-mixed"),
+}
+
+
 @pytest.mark.parametrize("option", options("trainer"))
 def test_trainer_options(tmp_path: Path, corpus_file: Path, option: str) -> None:
-    cfg = compose(tmp_path, corpus_file, f"trainer={option}")
-    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
-        pytest.skip("trainer=gpu needs a CUDA device")
-    cfg.trainer.accelerator = "cpu" if option != "gpu" else cfg.trainer.accelerator
-    assert instantiate(cfg.trainer).max_steps == cfg.trainer.max_steps
+    """Each trainer config reaches the Trainer: its accelerator, its precision plugin, and the step, validation,
+    clipping and accumulation settings (the last two overridden here to values no config holds)."""
+    general = [o for o in tiny_overrides(tmp_path, corpus_file) if not o.startswith("trainer.accelerator")]
+    overrides = [f"trainer={option}", "trainer.gradient_clip_val=0.25", "trainer.accumulate_grad_batches=3"]
+    cfg = compose_config("train", [*general, *overrides])
+    accelerator, precision = TRAINER_CHOICES[option]
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu and not torch.cuda.is_available():
+        cfg.trainer.accelerator = "cpu"  # no CUDA here: check everything but the accelerator on the CPU
+        on_gpu = False
+    trainer = instantiate(cfg.trainer)
+    assert isinstance(trainer.accelerator, CUDAAccelerator if on_gpu else CPUAccelerator)
+    assert trainer.precision == precision
+    plugin = trainer.precision_plugin
+    if precision == "bf16-mixed":
+        assert isinstance(plugin, MixedPrecision) and plugin.precision == "bf16-mixed"
+    else:
+        assert type(plugin) is Precision
+    assert (trainer.max_steps, trainer.val_check_interval) == (30, 10)  # tiny_overrides' settings
+    assert (trainer.gradient_clip_val, trainer.accumulate_grad_batches) == (0.25, 3)
+    assert trainer.num_sanity_val_steps == 0 and trainer.check_val_every_n_epoch is None
 
 
 @pytest.mark.parametrize("group", ["logger", "callbacks"])

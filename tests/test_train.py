@@ -15,7 +15,7 @@ from llm.configs import compose_config
 from llm.errors import CheckpointError
 from llm.export import load_model_dir
 from llm.train import train
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_corpus_text, tiny_overrides
 
 
 def run_train(tmp_path: Path, corpus: Path, *extra: str, run: str = "run", steps: int = 30) -> dict:
@@ -126,8 +126,14 @@ def test_gradient_accumulation_counts_every_micro_batch(tmp_path: Path, corpus_f
 
 
 def test_bf16_mixed_precision_trains(tmp_path: Path, corpus_file: Path) -> None:
-    summary = run_train(tmp_path, corpus_file, "trainer.precision=bf16-mixed", steps=20)
+    """trainer.precision=bf16-mixed reaches the Trainer: every training forward runs under bf16 autocast."""
+    record = tmp_path / "dtypes.json"
+    spy = ["+callbacks.dtypes._target_=tests.helpers.RecordTrainingDtypes", f"+callbacks.dtypes.path={record}"]
+    summary = run_train(tmp_path, corpus_file, "trainer.precision=bf16-mixed", *spy, steps=20)
     assert math.isfinite(summary["val_loss"]) and summary["val_loss"] < math.log(len(set(corpus_file.read_text())))
+    seen = json.loads(record.read_text())
+    assert seen["precision"] == "bf16-mixed"
+    assert seen["head_dtypes"] == ["torch.bfloat16"] * 20  # one forward a step, each in bfloat16
 
 
 @pytest.mark.parametrize("tokenizer", ["byte", "bpe"])
@@ -139,6 +145,21 @@ def test_bits_per_byte_for_other_tokenizers(tmp_path: Path, corpus_file: Path, t
     bytes_per_token = meta["val_bytes"] / meta["val_tokens"]
     assert bytes_per_token == 1.0 if tokenizer == "byte" else bytes_per_token > 1.5
     assert summary["val_bpb"] == pytest.approx(summary["val_loss"] / math.log(2) / bytes_per_token, rel=1e-4)
+
+
+def test_bits_per_byte_use_the_validation_split_bytes(tmp_path: Path) -> None:
+    """val_bpb = val_loss / ln 2 / (validation bytes / validation tokens), with the byte count worked out here
+    from the text: ASCII trains (1 byte a char), 'é' (2 bytes) and '€' (3 bytes) fill the validation tail."""
+    text = tiny_corpus_text()[:1800] + "é€" * 100  # 2000 characters, one char token each
+    corpus = tmp_path / "mixed.txt"
+    corpus.write_text(text)
+    n_val = 2000 // 10  # data.val_fraction = 0.1 of the tokens, taken from the end
+    val_text = text[-n_val:]
+    assert val_text == "é€" * 100
+    bytes_per_token = len(val_text.encode("utf-8")) / n_val  # 500 / 200 = 2.5; the training split has 1.0
+    assert bytes_per_token == 2.5
+    summary = run_train(tmp_path, corpus, steps=10)
+    assert summary["val_bpb"] == pytest.approx(summary["val_loss"] / math.log(2) / 2.5, rel=1e-5)
 
 
 @pytest.mark.slow

@@ -66,3 +66,19 @@ def test_bytes_per_token_counts_utf8_bytes(tmp_path: Path) -> None:
     splits = dm.splits
     assert splits.val_bytes == len(dm.splits.tokenizer.decode(np.asarray(splits.val).tolist()).encode())
     assert 1.0 < splits.bytes_per_token < 1.3  # two of every twelve characters take two bytes
+
+
+def test_validation_windows_come_from_the_validation_split(tmp_path: Path) -> None:
+    """The last 10% of the tokens validate: with 'a'/'b' first and 'x'/'y'/'z' in the last tenth, validation
+    windows hold only x, y, z and training windows only a, b."""
+    text = "ab" * 450 + "xyz" * 33 + "x"  # 1000 characters; the last 100 are x, y, z
+    dm = module(tmp_path, text)
+    decode = dm.splits.tokenizer.decode
+    val = list(dm.val_dataloader())
+    assert len(val) == 3
+    for x, y in val:
+        assert set(decode(x.flatten().tolist()) + decode(y.flatten().tolist())) <= set("xyz")
+    stream = iter(dm.train_dataloader())
+    for _ in range(5):
+        x, y = next(stream)
+        assert set(decode(x.flatten().tolist()) + decode(y.flatten().tolist())) <= set("ab")

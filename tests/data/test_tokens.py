@@ -12,6 +12,7 @@ import pytest
 import llm.data.tokens as tokens
 from llm.data.corpora import CorpusError, TextCorpus
 from llm.data.tokens import prepare_token_splits
+from tests.conftest import tiny_corpus_text
 
 
 @pytest.fixture
@@ -121,3 +122,42 @@ def test_val_fraction_out_of_range(tmp_path: Path) -> None:
     for bad in (0.0, 1.0):
         with pytest.raises(CorpusError, match="val_fraction must be between 0 and 1"):
             prepare(tmp_path, "abc", val_fraction=bad)
+
+
+def test_every_tokenizer_option_and_the_split_key_the_cache_folder(tmp_path: Path, count_training: list[str]) -> None:
+    """Equal configs (in any key order) share a cache folder; changing vocab_size, min_frequency or
+    val_fraction gives a new folder, built anew, whose tokenizer has the new setting."""
+    text = tiny_corpus_text()  # BPE reaches at most 287 tokens on it, so 270 and 280 are both attainable
+    base = {"name": "bpe", "vocab_size": 280, "min_frequency": 2}
+    first = prepare(tmp_path, text, base)
+    same = prepare(tmp_path, text, {"min_frequency": 2, "vocab_size": 280, "name": "bpe"})
+    assert same.directory == first.directory and count_training == ["bpe"]
+    assert first.directory.name == first.fingerprint and first.tokenizer.vocab_size == 280
+    folders = {first.directory}
+    for tokenizer, val_fraction in [
+        ({**base, "vocab_size": 270}, 0.1),
+        ({**base, "min_frequency": 3}, 0.1),
+        (base, 0.2),
+    ]:
+        splits = prepare(tmp_path, text, tokenizer, val_fraction)
+        assert splits.directory not in folders, (tokenizer, val_fraction)
+        folders.add(splits.directory)
+        assert splits.tokenizer.vocab_size == tokenizer["vocab_size"]
+        assert len(splits.val) == round(val_fraction * (len(splits.train) + len(splits.val)))
+    assert len(count_training) == 4
+
+
+def test_fingerprint_covers_each_part_of_the_key() -> None:
+    """fingerprint(corpus, tokenizer, val_fraction): equal inputs, equal keys; any one part changed, a new key."""
+    tokenizer = {"name": "bpe", "vocab_size": 300, "min_frequency": 2}
+    key = tokens.fingerprint("digest", tokenizer, 0.1)
+    assert tokens.fingerprint("digest", dict(reversed(tokenizer.items())), 0.1) == key
+    changed = [
+        tokens.fingerprint("other digest", tokenizer, 0.1),
+        tokens.fingerprint("digest", {**tokenizer, "vocab_size": 301}, 0.1),
+        tokens.fingerprint("digest", {**tokenizer, "min_frequency": 3}, 0.1),
+        tokens.fingerprint("digest", {**tokenizer, "name": "char"}, 0.1),
+        tokens.fingerprint("digest", {**tokenizer, "extra_option": True}, 0.1),
+        tokens.fingerprint("digest", tokenizer, 0.2),
+    ]
+    assert key not in changed and len(set(changed)) == len(changed)

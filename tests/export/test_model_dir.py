@@ -64,3 +64,58 @@ def test_config_that_disagrees_with_the_weights_or_the_schema(tmp_path: Path, ke
     directory = with_model_setting(saved(tmp_path), key, value)
     with pytest.raises(ModelDirError, match=message):
         load_model_dir(directory)
+
+
+def with_config_field(directory: Path, key: str, value: object) -> Path:
+    """The model directory with one top-level field of config.json changed (None: removed)."""
+    config = json.loads((directory / "config.json").read_text())
+    if value is None:
+        del config[key]
+    else:
+        config[key] = value
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "found"),
+    [
+        ("format", "other.gpt", "format='other.gpt', version=1"),
+        ("version", 2, "format='llm.gpt', version=2"),
+        ("model", None, "format='llm.gpt', version=1"),
+    ],
+    ids=["format", "version", "no-model"],
+)
+def test_config_of_another_format_or_version(tmp_path: Path, key: str, value: object, found: str) -> None:
+    """A config.json of another format or version, or without a model section, names what it found and the fix."""
+    directory = with_config_field(saved(tmp_path), key, value)
+    with pytest.raises(ModelDirError, match=r"config.json is not an llm.gpt v1 config") as raised:
+        load_model_dir(directory)
+    assert f"({found}); re-export the model" in str(raised.value)
+
+
+def test_config_that_is_not_json(tmp_path: Path) -> None:
+    """A config.json that does not parse is named, with the fix."""
+    directory = saved(tmp_path)
+    (directory / "config.json").write_text('{"format": "llm.gpt", "version": 1,')
+    with pytest.raises(ModelDirError, match=r"config.json is not valid JSON \(.*\); re-export the model"):
+        load_model_dir(directory)
+
+
+def test_tokenizer_larger_than_the_config_vocabulary(tmp_path: Path) -> None:
+    """'hello world\\n' has 9 distinct characters; a config.json saying vocab_size=8 cannot hold the tokenizer's ids."""
+    directory = with_model_setting(saved(tmp_path), "vocab_size", 8)
+    with pytest.raises(ModelDirError) as raised:
+        load_model_dir(directory)
+    message = str(raised.value)
+    assert "tokenizer has 9 tokens but config.json says vocab_size=8" in message
+    assert "the files come from different models" in message
+
+
+def test_a_smaller_tokenizer_than_the_vocabulary_loads(tmp_path: Path) -> None:
+    """A tokenizer with fewer ids than vocab_size (a padded vocabulary) is fine: 9 ids in a vocabulary of 16."""
+    tokenizer = train_tokenizer("char", ["hello world\n"])
+    config = ModelConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    directory = save_model_dir(tmp_path / "model", build_gpt(config), tokenizer)
+    model, loaded = load_model_dir(directory)
+    assert (model.config.vocab_size, loaded.vocab_size) == (16, 9)

@@ -1,13 +1,17 @@
-"""Sampling: determinism under a seed, greedy decoding, top-k, and the learned-position limit."""
+"""Sampling: determinism under a seed, greedy decoding, top-k, temperature, the context crop, the position limit."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from llm.infer import generate, sample_text
 from llm.infer.generate import next_token
 from llm.model import ModelConfig, Part, build_gpt
+from llm.model.positions import Position
 from llm.tokenizer import train_tokenizer
 
 
@@ -42,3 +46,95 @@ def test_sample_text_starts_with_the_prompt() -> None:
     model = tiny_model().eval()
     text = sample_text(model, tokenizer, "abc", 5, seed=1)
     assert text.startswith("abc") and len(text) == 8
+
+
+def test_each_step_sees_only_the_last_block_size_tokens() -> None:
+    """The model is called on the last block_size ids (prompt and generated so far), never on more or older ones."""
+    model = tiny_model("rope").eval()  # rope has no position table, so an uncropped window would run too
+    windows: list[list[int]] = []
+    model.register_forward_pre_hook(lambda module, args: windows.append(args[0][0].tolist()))
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # longer than block_size = 8
+    new = generate(model, prompt, 5, temperature=0.0)
+    ids = prompt + new
+    assert windows == [ids[: len(prompt) + i][-8:] for i in range(5)]
+    assert windows[0] == [3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_greedy_tokens_are_the_argmax_over_the_cropped_window() -> None:
+    """Greedy generation equals calling the model yourself on the last block_size tokens at each step."""
+    model = tiny_model("sinusoidal").eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # large weights: the argmax depends on the context, not only on the last token
+        for p in model.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=generator))
+    prompt = [5, 3, 9, 1, 0, 7, 2, 8, 4, 6, 10, 1]  # 12 tokens, block_size 8
+    new = generate(model, prompt, 6, temperature=0.0)
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(6):
+            ids.append(int(model(torch.tensor([ids[-8:]]))[0, -1].argmax()))
+    assert new == ids[len(prompt) :]
+
+
+def softmax(logits: list[float], temperature: float) -> list[float]:
+    scaled = [math.exp(v / temperature) for v in logits]
+    return [s / sum(scaled) for s in scaled]
+
+
+def frequencies(logits: list[float], temperature: float, top_k: int | None = None, n: int = 4000) -> list[float]:
+    """How often next_token picks each id over n rows of the same logits, from one seeded generator."""
+    rows = torch.tensor([logits]).repeat(n, 1)
+    picks = next_token(rows, temperature, top_k, torch.Generator().manual_seed(0)).flatten()
+    return (torch.bincount(picks, minlength=len(logits)).double() / n).tolist()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_frequencies_follow_softmax_of_logits_over_temperature(temperature: float) -> None:
+    """Sampled frequencies match softmax(logits / T) worked out by hand (4000 draws: 3 sigma is at most 0.024)."""
+    logits = [0.0, 1.0, 2.0]
+    expected = softmax(logits, temperature)  # T=0.5: [.016, .117, .867]; T=2: [.186, .307, .506]
+    assert frequencies(logits, temperature) == pytest.approx(expected, abs=0.03)
+
+
+def test_low_and_high_temperature_differ_clearly() -> None:
+    """T=0.5 picks the top logit about 87% of the time, T=2 about 51%."""
+    logits = [0.0, 1.0, 2.0]
+    assert frequencies(logits, 0.5)[2] > 0.8 and frequencies(logits, 2.0)[2] < 0.6
+
+
+def test_temperature_applies_before_the_top_k_cut() -> None:
+    """top_k=2 keeps ids 1 and 2, sampled as softmax([1, 2] / T) by hand: T=0.5 gives [.119, .881]."""
+    expected = [0.0, *softmax([1.0, 2.0], 0.5)]
+    assert frequencies([0.0, 1.0, 2.0], 0.5, top_k=2) == pytest.approx(expected, abs=0.03)
+
+
+class FixedLogits(nn.Module):
+    """A stand-in GPT whose next-token logits are always the same, whatever the context."""
+
+    def __init__(self, logits: list[float]) -> None:
+        super().__init__()
+        self.config = ModelConfig(vocab_size=len(logits), block_size=4)
+        self.position = Position()
+        self.logits = nn.Parameter(torch.tensor(logits), requires_grad=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(idx.size(0), idx.size(1), -1)
+
+
+def test_generate_passes_the_temperature_on() -> None:
+    """600 tokens generated at T=0.5 and T=2 from fixed logits follow softmax(logits / T)."""
+    logits = [0.0, 1.0, 2.0]
+    for temperature in (0.5, 2.0):
+        new = generate(FixedLogits(logits), [0], 600, temperature, generator=torch.Generator().manual_seed(1))
+        counts = [new.count(i) / 600 for i in range(3)]
+        assert counts == pytest.approx(softmax(logits, temperature), abs=0.06)  # 3 sigma <= 0.061
+
+
+def test_sample_text_passes_temperature_and_top_k_on() -> None:
+    """sample_text at temperature 0 is greedy: the prompt plus the argmax tokens, worked out step by step."""
+    tokenizer = train_tokenizer("char", ["abcdefghij\n"])
+    model = FixedLogits([0.0] * 10 + [0.5])  # the argmax is id 10 ("j"), but sampling at T=1 rarely picks it
+    text = sample_text(model, tokenizer, "abc", 12, temperature=0.0, top_k=None, seed=0)
+    assert text == "abc" + "j" * 12
+    sampled = sample_text(model, tokenizer, "abc", 12, temperature=1.0, top_k=1, seed=0)
+    assert sampled == "abc" + "j" * 12  # top_k=1 keeps only the argmax
