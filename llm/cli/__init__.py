@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from llm.cli.freetext import quote_free_text
+
 VERBS = {
     "train": ("llm.cli.train", "pretrain a GPT (llm train experiment=shakespeare_char data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
@@ -31,5 +33,5 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"llm: unknown verb '{verb}'; choose one of: {', '.join(VERBS)}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
-    sys.argv = [f"llm {verb}", *args[1:]]
+    sys.argv = [f"llm {verb}", *quote_free_text(args[1:])]  # any text is a prompt, whatever Hydra's grammar
     importlib.import_module(VERBS[verb][0]).main()
