@@ -1,4 +1,4 @@
-"""`llm sample model=<dir> prompt=... [max_new_tokens temperature top_k seed num_samples]`."""
+"""`llm sample model=<dir> prompt=... [prompt_file max_new_tokens temperature top_k seed num_samples device]`."""
 
 import hydra
 from omegaconf import DictConfig
@@ -12,10 +12,12 @@ from llm.configs import config_dir
 def main(cfg: DictConfig) -> None:
     from llm.export import load_model_dir
     from llm.infer import sample_text
+    from llm.infer.settings import check_prompt, check_sample_settings
 
-    model, tokenizer = load_model_dir(cfg.model, device=cfg.device)
-    for i in range(cfg.num_samples):
+    s = check_sample_settings(cfg)  # every setting, before the model is loaded
+    model, tokenizer = load_model_dir(s.model, device=s.device)
+    check_prompt(s.prompt, tokenizer, model.config.block_size)
+    for i in range(s.num_samples):
         if i:
             print("\n---\n")
-        text = sample_text(model, tokenizer, cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed + i)
-        print(text)
+        print(sample_text(model, tokenizer, s.prompt, s.max_new_tokens, s.temperature, s.top_k, s.sample_seed(i)))
