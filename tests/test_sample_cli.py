@@ -242,6 +242,25 @@ def test_bad_setting_is_one_line(
     assert_one_line_error(*sample(capsys, monkeypatch, f"model={byte_model}", setting), *BAD_SETTINGS[setting])
 
 
+BAD_OVERRIDES = {
+    "temprature=0.5": ["'temprature'", "did you mean temperature?"],
+    "+foo=1": ["'foo'", "its settings are: model, prompt"],
+    "model.n_layer=2": ["'model.n_layer'"],
+    "max_new_tokens=(5": ["'max_new_tokens=(5'", "key='...'"],
+    "top_k=[1": ["'top_k=[1'"],
+    "~model": ["~model"],
+    "+prompt=hi": ["+prompt=", "without the +"],
+}
+
+
+@pytest.mark.parametrize("override", BAD_OVERRIDES)
+def test_override_hydra_would_refuse_in_several_lines_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, byte_model: Path, override: str
+) -> None:
+    code, out, err = sample(capsys, monkeypatch, f"model={byte_model}", override)
+    assert_one_line_error(code, out, err, *BAD_OVERRIDES[override])
+
+
 def test_no_model_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert_one_line_error(*sample(capsys, monkeypatch, "prompt=hi"), "llm sample needs model=<a model directory>")
 
