@@ -63,6 +63,6 @@ def check_overrides(args: list[str]) -> None:
             hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigError(f"llm sample has no setting {key!r}; {hint}its settings are: {', '.join(settings)}")
         if override.is_delete():
-            raise ConfigError(f"~{key} deletes a setting llm sample needs; leave it out to keep its default")
+            raise ConfigError(f"~{key} would delete a setting of llm sample; give {key}=... or leave it out")
         if override.is_add():
             raise ConfigError(f"+{key}=... adds a setting llm sample already has; write {key}=... without the +")

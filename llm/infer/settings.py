@@ -58,11 +58,11 @@ def check_sample_settings(cfg: DictConfig) -> SampleSettings:
     """The checked settings of a composed sample config; ConfigError names the first wrong one."""
     return SampleSettings(  # the prompt last: reading standard input may wait for the user
         model=check_model(cfg),
-        max_new_tokens=check_count("max_new_tokens", cfg.max_new_tokens, "the number of tokens generated"),
+        max_new_tokens=check_count("max_new_tokens", cfg.max_new_tokens, "the number of tokens generated", 200),
         temperature=check_temperature(cfg.temperature),
         top_k=check_top_k(cfg.top_k),
         seed=check_seed(cfg.seed),
-        num_samples=check_count("num_samples", cfg.num_samples, "the number of texts generated"),
+        num_samples=check_count("num_samples", cfg.num_samples, "the number of texts generated", 1),
         device=check_device(cfg.device),
         prompt=read_prompt(cfg.prompt, cfg.prompt_file),
     )
@@ -85,9 +85,9 @@ def check_model(cfg: DictConfig) -> Path:
     return path
 
 
-def check_count(key: str, value: Any, meaning: str) -> int:
+def check_count(key: str, value: Any, meaning: str, example: int) -> int:
     if not is_int(value) or value < 1:
-        raise ConfigError(f"{key}={show(value)} must be an integer >= 1 ({meaning}), e.g. {key}=1")
+        raise ConfigError(f"{key}={show(value)} must be an integer >= 1 ({meaning}), e.g. {key}={example}")
     return int(value)
 
 
@@ -138,8 +138,9 @@ def check_device(value: Any) -> str:
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
+            names = ", ".join(f"cuda:{i}" for i in range(count))
             raise ConfigError(
-                f"device={value}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}; "
+                f"device={value}: this machine has {count} CUDA device{'s' if count != 1 else ''} ({names}); "
                 "use one of them or device=cpu"
             )
     if device.type == "mps" and not torch.backends.mps.is_available():
