@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from llm.cli.compose_check import check_overrides_or_exit
+from llm.cli.freetext import quote_free_text
 
 VERBS = {
     "train": ("llm.cli.train", "pretrain a GPT (llm train experiment=shakespeare_char data.path=...)"),
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"llm: unknown verb '{verb}'; choose one of: {', '.join(VERBS)}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    overrides = quote_free_text(args[1:])  # any text is a prompt, whatever Hydra's grammar
     app = importlib.import_module(VERBS[verb][0])
-    check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, args[1:])
-    sys.argv = [f"llm {verb}", *args[1:]]
+    check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
+    sys.argv = [f"llm {verb}", *overrides]
     app.main()

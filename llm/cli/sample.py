@@ -1,23 +1,69 @@
-"""`llm sample model=<dir> prompt=... [max_new_tokens temperature top_k seed num_samples]`."""
+"""`llm sample model=<dir> prompt=... [prompt_file max_new_tokens temperature top_k seed num_samples device]`."""
+
+from __future__ import annotations
+
+import difflib
+import sys
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from llm.cli.errors import report_user_errors
 from llm.configs import config_dir
+from llm.errors import ConfigError
 
 CONFIG_DIR, CONFIG_NAME = config_dir() / "verbs", "sample"
+CONFIG = CONFIG_DIR / f"{CONFIG_NAME}.yaml"
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")
 @report_user_errors
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     from llm.export import load_model_dir
     from llm.infer import sample_text
+    from llm.infer.settings import check_prompt, check_sample_settings
 
-    model, tokenizer = load_model_dir(cfg.model, device=cfg.device)
-    for i in range(cfg.num_samples):
+    s = check_sample_settings(cfg)  # every setting, before the model is loaded
+    model, tokenizer = load_model_dir(s.model, device=s.device)
+    check_prompt(s.prompt, tokenizer, model.config.block_size)
+    for i in range(s.num_samples):
         if i:
             print("\n---\n")
-        text = sample_text(model, tokenizer, cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed + i)
-        print(text)
+        print(sample_text(model, tokenizer, s.prompt, s.max_new_tokens, s.temperature, s.top_k, s.sample_seed(i)))
+
+
+def main() -> None:
+    report_user_errors(check_overrides)(sys.argv[1:])
+    app()
+
+
+def check_overrides(args: list[str]) -> None:
+    """Refuses, as one line, an override that Hydra would refuse in several (a setting llm sample lacks, a
+    value it cannot parse, `+prompt=`) or accept to no effect (`+unknown=1`), or that deletes a setting."""
+    try:
+        from hydra._internal.utils import get_args_parser  # Hydra's own command line, flags and overrides
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.errors import OverrideParseException
+    except ImportError:  # another Hydra: leave its checks to it
+        return
+    settings = [str(key) for key in OmegaConf.load(CONFIG) if key not in ("defaults", "hydra")]
+    parser = OverridesParser.create()
+    for text in get_args_parser().parse_args(args).overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except OverrideParseException:
+            raise ConfigError(
+                f"cannot read the override {text!r}: numbers, true, false and null are written plainly, and other "
+                "values quoted as key='...' (prompt= and prompt_file= take any text as it is)"
+            ) from None
+        key = str(override.key_or_group)
+        if key == "hydra" or override.is_hydra_override():
+            continue
+        if key not in settings:
+            close = difflib.get_close_matches(key, settings, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"llm sample has no setting {key!r}; {hint}its settings are: {', '.join(settings)}")
+        if override.is_delete():
+            raise ConfigError(f"~{key} would delete a setting of llm sample; give {key}=... or leave it out")
+        if override.is_add():
+            raise ConfigError(f"+{key}=... adds a setting llm sample already has; write {key}=... without the +")

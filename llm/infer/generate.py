@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from llm.errors import ConfigError
 from llm.model import GPT
 from llm.tokenizer import Tokenizer
 
@@ -12,7 +13,7 @@ from llm.tokenizer import Tokenizer
 def next_token(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
     """Picks one token per row of logits (B, V): greedy at temperature 0, else sampled from the top k."""
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature
@@ -34,10 +35,10 @@ def generate(
 ) -> list[int]:
     """Extends `prompt` by `max_new_tokens` tokens, conditioning on at most the model's context."""
     if not prompt:
-        raise ValueError("generation needs a prompt of at least one token")
+        raise ConfigError("generation needs a prompt of at least one token")
     limit = model.position.max_positions
     if limit is not None and len(prompt) > limit:
-        raise ValueError(
+        raise ConfigError(
             f"the prompt is {len(prompt)} tokens but the model's learned position table holds {limit}; "
             f"shorten the prompt to at most {limit} tokens"
         )
