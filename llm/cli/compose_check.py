@@ -42,7 +42,10 @@ def composition_error(config_dir: Path, config_name: str, overrides: list[str]) 
             return f"unknown option '{option}' for {group}; choose one of: {', '.join(e.options)}"
         return first_line(e)
     except OverrideParseException as e:
-        return f"cannot read an override ({first_line(e)}); write key=value, text with commas as key='a, b'"
+        return (
+            f"cannot read the override {e.override!r}: numbers, true, false and null are written plainly, and other values "
+            "quoted as key='...' (prompt= and prompt_file= take any text as it is)"
+        )
     except Exception as e:
         return friendly(first_line(e), config_dir, config_name)
     return None
