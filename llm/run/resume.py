@@ -1,9 +1,10 @@
 """Resuming a run: find and check its checkpoint, and start from the run's own saved config.
 
-On a resume the saved `config.yaml` wins. Settings named in RESUMABLE (how long to train, logging,
-checkpointing, where files go) may change; any other setting the user names on the command line with a
-value different from the saved one is an error listing the keys. Settings the user did not name take the
-saved value, so `llm train hydra.run.dir=DIR ckpt_path=last` resumes whatever that run was.
+On a resume the saved `config.yaml` wins: settings the user did not name take the saved value, so
+`llm train hydra.run.dir=DIR ckpt_path=last` resumes whatever that run was, for as many steps as it had.
+Settings in RESUMABLE (how long to train, logging, checkpointing, samples) change when the user names
+them; naming any other setting with a value different from the saved one is an error listing the keys.
+Where the run's files go follows the directory it is resumed in.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ RESUMABLE = (
     "ckpt_path",
     "overwrite",
     "nonfinite",
-    "paths.",
     "logger.",
     "callbacks.",
     "checkpoint.",
@@ -34,7 +34,6 @@ RESUMABLE = (
     "trainer.log_every_n_steps",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
-    "trainer.default_root_dir",
 )
 GLOBAL_GROUPS = ("experiment",)  # override sets that may touch any key
 ABSENT = object()
@@ -80,25 +79,41 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return root
 
 
+def follows_the_run(key: str) -> bool:
+    """Settings that say where this run is now (its folder may have moved), not how it trains."""
+    return (
+        key in ("ckpt_path", "overwrite", "trainer.default_root_dir")
+        or key.startswith("paths.")
+        or key.endswith((".dirpath", ".save_dir"))
+    )
+
+
+def literal(value: Any) -> Any:
+    """A resolved string value as OmegaConf must hold it to read it back as the same text."""
+    return value.replace("${", "\\${") if isinstance(value, str) else value
+
+
 def resume_config(saved_path: Path, given: DictConfig, overrides: list[str] | None) -> DictConfig:
-    """The saved config with the resumable settings of `given` (and any `overrides` that agree with it).
+    """The saved config, with the RESUMABLE settings the user named taken from `given`.
 
     `overrides` are the user's command-line overrides; None (a call from Python) treats every setting of
-    `given` as named, so it must match the saved config outside RESUMABLE.
+    `given` as named, so outside RESUMABLE it must match the saved config.
     """
-    saved = flatten(OmegaConf.to_container(load_saved_config(saved_path), resolve=True))
+    saved = flatten(OmegaConf.to_container(load_saved_config(saved_path), resolve=False))  # written resolved
     wanted = flatten(OmegaConf.to_container(given, resolve=True))
-    merged, conflicts = dict(wanted), []
+    merged, conflicts = {}, []
     for key in sorted(saved.keys() | wanted.keys()):
         before, after = saved.get(key, ABSENT), wanted.get(key, ABSENT)
-        if before == after or resumable(key):
-            continue
-        if overrides is None or named_by(key, overrides):
+        named = overrides is None or named_by(key, overrides)
+        if before == after or follows_the_run(key) or (named and resumable(key)):
+            value = after
+        elif named:
             conflicts.append(f"{key} (saved {show(before)}, given {show(after)})")
-        elif before is ABSENT:
-            del merged[key]
+            continue
         else:
-            merged[key] = before
+            value = before
+        if value is not ABSENT:
+            merged[key] = literal(value)
     if conflicts:
         raise ConfigError(
             f"a resume continues the run saved in {saved_path}, but these settings differ from it and cannot "

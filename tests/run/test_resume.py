@@ -150,3 +150,33 @@ def test_a_checkpoint_of_another_model_is_refused_before_training(tmp_path: Path
     ):
         check_fits(checkpoint, {"model.w": torch.ones(3, 3), "model.v": torch.ones(1)}, tmp_path / "a.ckpt")
     check_fits(checkpoint, {"model.w": torch.zeros(2, 3), "model.b": torch.zeros(3)}, tmp_path / "a.ckpt")
+
+
+def test_resumable_settings_the_user_did_not_name_stay_as_saved(tmp_path: Path) -> None:
+    # `llm train hydra.run.dir=DIR ckpt_path=last` composes the defaults: their max_steps must not win
+    cfg = resume_config(
+        saved_config(tmp_path), given(trainer__max_steps=600, trainer__log_every_n_steps=1), ["ckpt_path=last"]
+    )
+    assert cfg.trainer.max_steps == 20 and cfg.trainer.log_every_n_steps == 10
+
+
+def test_text_that_looks_like_an_interpolation_survives_a_resume(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        OmegaConf.to_yaml(OmegaConf.create({**SAVED, "samples": {"prompt": "\\${not.a.key}"}}), resolve=True)
+    )
+    assert "prompt: ${not.a.key}" in path.read_text()  # config.yaml holds resolved text
+    cfg = resume_config(path, OmegaConf.create({**SAVED, "samples": {"prompt": ""}}), ["ckpt_path=last"])
+    assert cfg.samples.prompt == "${not.a.key}"
+
+
+def test_where_the_run_is_now_follows_the_given_directory(tmp_path: Path) -> None:
+    saved = tmp_path / "config.yaml"
+    saved.write_text(
+        OmegaConf.to_yaml(
+            OmegaConf.create({"paths": {"run_dir": "/old"}, "callbacks": {"c": {"dirpath": "/old/checkpoints"}}})
+        )
+    )
+    moved = OmegaConf.create({"paths": {"run_dir": "/new"}, "callbacks": {"c": {"dirpath": "/new/checkpoints"}}})
+    cfg = resume_config(saved, moved, ["hydra.run.dir=/new", "ckpt_path=last"])
+    assert cfg.paths.run_dir == "/new" and cfg.callbacks.c.dirpath == "/new/checkpoints"
