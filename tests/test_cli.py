@@ -87,3 +87,26 @@ def test_multirun_sweep_writes_one_run_directory_per_choice(tmp_path: Path, corp
         config = json.loads((tmp_path / "sweep" / str(job) / "model" / "config.json").read_text())
         assert config["model"]["position"]["name"] == position
         assert json.loads((tmp_path / "sweep" / str(job) / "summary.json").read_text())["steps"] == 10
+
+
+def test_the_console_shows_our_output_and_no_third_party_noise(tmp_path: Path, corpus_file: Path) -> None:
+    overrides = [o for o in tiny_overrides(tmp_path, corpus_file, steps=12) if not o.startswith("paths.run_dir")]
+    overrides = [o for o in overrides if not o.startswith("trainer.enable_progress_bar")]
+    out = run(["train", *overrides, f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    assert "12/12 steps" in console  # the bar counts optimizer steps out of trainer.max_steps
+    for noise in ("litlogger", "Tip:", "LeafSpec", "Warning", "GPU available", "Epoch 0/"):
+        assert noise not in console, noise
+    assert "run summary" in console and "run directory:" in console
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "GPU available: False" in log and "litlogger" not in log  # Lightning's messages go to train.log
+
+
+def test_train_help_says_what_the_verb_does_before_the_config(tmp_path: Path) -> None:
+    out = run(["train", "--help"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("llm train: pretrain a GPT")
+    head = out.stdout.split("== Config ==")[0]
+    for text in ("Writes a run directory", "ckpt_path=last", "overwrite=true", "trainer.max_steps=N"):
+        assert text in head, text

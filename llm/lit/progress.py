@@ -8,11 +8,11 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-SHOWN = ("train/loss", "val/loss", "train/tokens_per_sec")
+SHOWN = {"train/loss": "loss {:.4g}", "val/loss": "val {:.4g}", "train/tokens_per_sec": "{:,.0f} tok/s"}
 
 
 class StepProgressBar(ProgressBar):
-    """`train ━━━━━━ 120/600 steps 0:00:12 0:00:48 train/loss 1.93 val/loss 2.01 tokens/s 17,800`."""
+    """`train ━━━━━━━━━━ 120/600 steps 0:00:12 0:00:48 loss 1.93 val 2.01 17,800 tok/s`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -35,7 +35,7 @@ class StepProgressBar(ProgressBar):
             return
         self._progress = Progress(
             TextColumn("train"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("steps"),
             TimeElapsedColumn(),
@@ -53,9 +53,7 @@ class StepProgressBar(ProgressBar):
         if self._progress is None:
             return
         metrics = trainer.progress_bar_metrics
-        shown = "  ".join(
-            f"{name.removeprefix('train/')} {float(metrics[name]):,.4g}" for name in SHOWN if name in metrics
-        )
+        shown = " ".join(form.format(float(metrics[name])) for name, form in SHOWN.items() if name in metrics)
         self._progress.update(self._task, completed=trainer.global_step, metrics=shown)
 
     def _stop(self) -> None:

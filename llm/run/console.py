@@ -52,13 +52,17 @@ def logging_to(log_file: Path) -> Iterator[None]:
             h for h in logger.handlers if not isinstance(h, logging.StreamHandler) or isinstance(h, logging.FileHandler)
         ]
         logger.propagate = True
-    old_level = root.level
+    old_level, consoles = root.level, [h for h in root.handlers if type(h) is logging.StreamHandler]
+    for console in consoles:  # Hydra's own console handler: the run's log lines belong in train.log
+        root.removeHandler(console)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
         yield
     finally:
         root.removeHandler(handler)
+        for console in consoles:
+            root.addHandler(console)
         root.setLevel(old_level)
         handler.close()
         for name, (handlers, propagate) in saved.items():
