@@ -43,8 +43,8 @@ def composition_error(config_dir: Path, config_name: str, overrides: list[str]) 
         return first_line(e)
     except OverrideParseException as e:
         return (
-            f"cannot read the override {e.override!r}: numbers, true, false and null are written plainly, and other values "
-            "quoted as key='...' (prompt= and prompt_file= take any text as it is)"
+            f"cannot read the override {e.override!r}: numbers, true, false and null are written plainly, and "
+            "other values quoted as key='...' (prompt= and prompt_file= take any text as it is)"
         )
     except Exception as e:
         return friendly(first_line(e), config_dir, config_name)
