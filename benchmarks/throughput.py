@@ -16,7 +16,7 @@ import torch
 from llm.configs import compose_config
 from llm.model import ATTENTIONS, POSITIONS, build_gpt
 from llm.objectives import causal_lm_loss
-from llm.train import model_config
+from llm.run.recipes import model_config
 
 
 def tokens_per_sec(overrides: list[str], batch: int, steps: int, warmup: int, vocab: int) -> float:

@@ -13,8 +13,9 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from llm.configs import compose_config, config_dir
 from llm.model import MODEL_PARTS, build_gpt
+from llm.run.recipes import model_config
+from llm.run.runner import instantiate_all
 from llm.tokenizer import TOKENIZERS, train_tokenizer
-from llm.train import instantiate_all, model_config
 from tests.conftest import tiny_overrides
 
 CONF = config_dir()

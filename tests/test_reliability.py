@@ -15,7 +15,7 @@ import torch
 from llm.configs import compose_config
 from llm.errors import ConfigError, RunDirError
 from llm.export import ModelDirError, load_model_dir
-from llm.lit.pretrain import NonFiniteError
+from llm.lit.base import NonFiniteError
 from llm.tokenizer import TokenizerError
 from llm.train import train
 from tests.conftest import tiny_overrides

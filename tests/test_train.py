@@ -166,3 +166,11 @@ def test_bits_per_byte_use_the_validation_split_bytes(tmp_path: Path) -> None:
 def test_compiled_model_trains(tmp_path: Path, corpus_file: Path) -> None:
     summary = run_train(tmp_path, corpus_file, "compile=true", steps=10)
     assert math.isfinite(summary["val_loss"])
+
+
+def test_the_same_seed_gives_the_same_run(tmp_path: Path, corpus_file: Path) -> None:
+    a = run_train(tmp_path, corpus_file, run="a", steps=5)
+    b = run_train(tmp_path, corpus_file, run="b", steps=5)
+    c = run_train(tmp_path, corpus_file, "seed=7", run="c", steps=5)
+    assert a["val_loss"] == b["val_loss"] and a["train_loss"] == b["train_loss"]
+    assert c["val_loss"] != a["val_loss"]

@@ -13,6 +13,6 @@ CONFIG_DIR, CONFIG_NAME = config_dir(), "components"
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     from llm.components import print_components
-    from llm.train import model_config
+    from llm.run.recipes import model_config
 
     print_components(model_config(cfg, cfg.vocab_size))

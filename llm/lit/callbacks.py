@@ -30,7 +30,8 @@ class Throughput(L.Callback):
     ) -> None:
         if self._started is not None:
             self.train_seconds += time.perf_counter() - self._started
-        self.tokens_seen += batch[0].numel() * trainer.world_size
+        inputs = batch["input_ids"] if isinstance(batch, dict) else batch[0]
+        self.tokens_seen += inputs.numel() * trainer.world_size
         pl_module.log("train/tokens_per_sec", self.tokens_per_sec, prog_bar=True)
 
     def state_dict(self) -> dict[str, Any]:

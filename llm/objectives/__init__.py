@@ -1,5 +1,21 @@
-"""Training objectives as pure functions of logits and targets, chosen by name."""
+"""Training objectives as pure functions of logits and targets, chosen by name from the OBJECTIVES registry."""
 
-from llm.objectives.causal_lm import OBJECTIVES, causal_lm_loss, sequence_logprobs
+from llm.objectives.causal_lm import (
+    IGNORE_INDEX,
+    OBJECTIVES,
+    SFT,
+    CausalLM,
+    LanguageModeling,
+    causal_lm_loss,
+    sequence_logprobs,
+)
 
-__all__ = ["OBJECTIVES", "causal_lm_loss", "sequence_logprobs"]
+__all__ = [
+    "IGNORE_INDEX",
+    "OBJECTIVES",
+    "SFT",
+    "CausalLM",
+    "LanguageModeling",
+    "causal_lm_loss",
+    "sequence_logprobs",
+]

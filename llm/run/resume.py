@@ -24,6 +24,7 @@ RESUMABLE = (
     "ckpt_path",
     "overwrite",
     "nonfinite",
+    "paths.cache_dir",
     "logger.",
     "callbacks.",
     "checkpoint.",
@@ -81,10 +82,8 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 def follows_the_run(key: str) -> bool:
     """Settings that say where this run is now (its folder may have moved), not how it trains."""
-    return (
-        key in ("ckpt_path", "overwrite", "trainer.default_root_dir")
-        or key.startswith("paths.")
-        or key.endswith((".dirpath", ".save_dir"))
+    return key in ("ckpt_path", "overwrite", "paths.run_dir", "trainer.default_root_dir") or key.endswith(
+        (".dirpath", ".save_dir")
     )
 
 

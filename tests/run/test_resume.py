@@ -180,3 +180,11 @@ def test_where_the_run_is_now_follows_the_given_directory(tmp_path: Path) -> Non
     moved = OmegaConf.create({"paths": {"run_dir": "/new"}, "callbacks": {"c": {"dirpath": "/new/checkpoints"}}})
     cfg = resume_config(saved, moved, ["hydra.run.dir=/new", "ckpt_path=last"])
     assert cfg.paths.run_dir == "/new" and cfg.callbacks.c.dirpath == "/new/checkpoints"
+
+
+def test_the_cache_folder_stays_as_saved_unless_named(tmp_path: Path) -> None:
+    saved = tmp_path / "config.yaml"
+    saved.write_text(OmegaConf.to_yaml(OmegaConf.create({"paths": {"run_dir": "/r", "cache_dir": "/mine"}})))
+    default = OmegaConf.create({"paths": {"run_dir": "/r", "cache_dir": "/home/.cache/llm"}})
+    assert resume_config(saved, default, ["ckpt_path=last"]).paths.cache_dir == "/mine"
+    assert resume_config(saved, default, ["paths.cache_dir=/home/.cache/llm"]).paths.cache_dir == "/home/.cache/llm"

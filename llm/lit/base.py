@@ -1,8 +1,8 @@
-"""The pretraining LightningModule: a GPT, next-token cross-entropy, an optimizer and an LR schedule."""
+"""What every training LightningModule shares: the network passed in, the optimizer and LR schedule,
+per-step seeding (exact resumes with dropout), and what to do with a non-finite loss or gradient."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,11 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
-from torchmetrics import MeanMetric
 
 from llm.errors import ConfigError, UserError
-from llm.model import ModelConfig, build_gpt
-from llm.objectives import causal_lm_loss
+from llm.model import GPT
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
 ScheduleFactory = Callable[..., Callable[[int], float]]
@@ -25,32 +23,23 @@ class NonFiniteError(UserError):
     """A loss or gradient became NaN or infinite and the run was set to stop (nonfinite=stop)."""
 
 
-class PretrainModule(L.LightningModule):
-    """Trains `build_gpt(model_config)`; logs train/val loss, val perplexity and val bits per byte."""
+class TrainModule(L.LightningModule):
+    """Trains `model` (built once, outside, and passed in); subclasses say how a batch becomes a loss."""
 
     def __init__(
         self,
-        model_config: ModelConfig,
+        model: GPT,
         optimizer: OptimizerFactory,
         scheduler: ScheduleFactory,
-        bytes_per_token: float,
-        compile: bool = False,
+        *,
         nonfinite: str = "stop",
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.model_config = model_config
-        self.model = build_gpt(model_config)
-        if compile:
-            self.model.compile()
+        self.model = model
         self.make_optimizer, self.make_schedule = optimizer, scheduler
-        self.bytes_per_token = bytes_per_token
-        self.val_loss = MeanMetric()
         self.nonfinite, self.skipped_steps = nonfinite, 0
         self.seed, self._micro_batch, self._seen_step = seed, 0, -1
-
-    def forward(self, idx: Tensor) -> Tensor:
-        return self.model(idx)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Seeds torch from (seed, rank, step, micro-batch): dropout is the same whether or not a run resumed."""
@@ -60,14 +49,12 @@ class PretrainModule(L.LightningModule):
         entropy = [self.seed, self.trainer.global_rank, step, self._micro_batch]
         torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
-        x, y = batch
-        loss = causal_lm_loss(self.model(x), y)
-        if not torch.isfinite(loss):
-            self.non_finite("loss", float(loss.detach()))
-            return None
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+    def finite_or_skip(self, loss: Tensor) -> Tensor | None:
+        """`loss`, or None (Lightning then skips the step) when it is not finite and nonfinite=skip."""
+        if torch.isfinite(loss):
+            return loss
+        self.non_finite("loss", float(loss.detach()))
+        return None
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
@@ -98,17 +85,6 @@ class PretrainModule(L.LightningModule):
         for state in checkpoint.get("lr_schedulers", []):
             if "lr_lambdas" in state:
                 state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.val_loss.update(causal_lm_loss(self.model(x), y), weight=y.numel())
-
-    def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()
-        self.val_loss.reset()
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/ppl", torch.exp(loss))
-        self.log("val/bpb", loss / math.log(2) / self.bytes_per_token)
 
     def configure_optimizers(self) -> Any:
         total_steps = self.trainer.max_steps

@@ -1,0 +1,183 @@
+"""`run(cfg, recipe)`: the one training path of every training verb (`llm train`, `llm sft`, `llm dpo`).
+
+A recipe (llm/run/recipes.py) builds the verb's parts from config: data module, network (built once and
+passed in), Lightning module, tokenizer. Everything else is shared here: the run directory is claimed,
+a resume is checked against the run's saved config, the trainer is built, and one piece (`finish_run`)
+writes what every run leaves: config.yaml, run_info.json, checkpoints/, metrics.csv, summary.json,
+loss.png, samples.txt and model/.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from llm.export import save_model_dir
+from llm.infer import sample_text
+from llm.lit.base import TrainModule
+from llm.lit.callbacks import Throughput
+from llm.lit.loggers import forget_steps_from
+from llm.lit.progress import StepProgressBar
+from llm.model.counting import count_parameters, training_flops_per_token
+from llm.report.run_summary import plot_losses, print_summary
+from llm.run.checks import check_run_config
+from llm.run.console import logging_to
+from llm.run.resume import check_fits, find_checkpoint, read_checkpoint, resume_config
+from llm.run.rundir import RunDir, write_json, write_text_atomic
+from llm.tokenizer import Tokenizer, TokenizerError
+
+
+@dataclass
+class Parts:
+    """What a recipe builds from config; the network is `module.model`."""
+
+    datamodule: L.LightningDataModule
+    module: TrainModule
+    tokenizer: Tokenizer
+    data_fingerprint: str
+    extra_info: dict[str, Any] | None = None  # more for run_info.json (e.g. the model a fine-tune started from)
+
+
+Recipe = Callable[[DictConfig], Parts]
+
+
+def command_line_overrides() -> list[str] | None:
+    """The overrides the user typed, inside a Hydra app; None when called from Python."""
+    if not HydraConfig.initialized():
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
+def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Trains as configured and returns the summary written to summary.json.
+
+    `overrides` are the command-line overrides (read from Hydra when not given); on a resume
+    (ckpt_path=...) they decide which settings the user meant to change, see llm.run.resume.
+    """
+    started = time.perf_counter()
+    check_run_config(cfg)
+    run_dir = RunDir(cfg.paths.run_dir)
+    with run_dir.claimed():
+        checkpoint = find_checkpoint(cfg.ckpt_path, run_dir.path)
+        if checkpoint is None:
+            aside = run_dir.start_fresh(bool(cfg.get("overwrite", False)))
+            if aside is not None:
+                Console(stderr=True).print(f"moved the run that was in {run_dir.path} to {aside}", highlight=False)
+        elif (run_dir.path / "config.yaml").is_file():
+            cfg = resume_config(run_dir.path / "config.yaml", cfg, overrides or command_line_overrides())
+            check_run_config(cfg)
+        with logging_to(run_dir.path / "train.log"):
+            L.seed_everything(cfg.seed, workers=True, verbose=False)  # the network's initial weights
+            return fit(cfg, recipe(cfg), run_dir.path, checkpoint, started)
+
+
+def fit(cfg: DictConfig, parts: Parts, run_dir: Path, checkpoint: Path | None, started: float) -> dict[str, Any]:
+    """Checks what can be checked before training, trains, validates once more and finishes the run."""
+    check_prompt(parts.tokenizer, cfg.samples)
+    resumed_step = 0
+    if checkpoint is not None:
+        saved = read_checkpoint(checkpoint)
+        check_fits(saved, parts.module.state_dict(), checkpoint)
+        resumed_step = int(saved["global_step"])
+    throughput = Throughput()
+    progress = [StepProgressBar()] if cfg.trainer.enable_progress_bar else []
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*instantiate_all(cfg.callbacks), throughput, *progress],
+        logger=instantiate_all(cfg.logger),
+    )
+    if trainer.is_global_zero:
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        info = {"git_revision": git_revision(), "data_fingerprint": parts.data_fingerprint, **(parts.extra_info or {})}
+        write_json(run_dir / "run_info.json", info)
+        if checkpoint is not None:
+            forget_steps_from(run_dir / "metrics.csv", resumed_step)
+    module, datamodule = parts.module, parts.datamodule
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
+    train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
+    final = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0]
+    summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
+    if trainer.is_global_zero:
+        finish_run(cfg, run_dir, module, parts.tokenizer, summary)
+    return summary
+
+
+def check_prompt(tokenizer: Tokenizer, samples: DictConfig) -> None:
+    """The sample prompt must encode with the run's tokenizer: found out now, not after training."""
+    if samples.num and samples.prompt:
+        try:
+            tokenizer.encode(samples.prompt)
+        except TokenizerError as e:
+            raise TokenizerError(f"samples.prompt={samples.prompt!r} cannot be encoded: {e}") from e
+
+
+def git_revision() -> str | None:
+    """The commit of the llm checkout running this, or None when installed from a wheel."""
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def instantiate_all(node: DictConfig | None) -> list[Any]:
+    """Instantiates each `_target_` entry of a group such as callbacks or logger; null entries are skipped."""
+    if not node:
+        return []
+    return [instantiate(entry) for entry in node.values() if entry is not None and "_target_" in entry]
+
+
+def summarize(
+    trainer: L.Trainer,
+    module: TrainModule,
+    throughput: Throughput,
+    final: Mapping[str, float],
+    train_loss: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """The final validation metrics (val/x/y as val_x_y), then the run's counts and speed."""
+    counts = count_parameters(module.model)
+    return {
+        **{name.replace("/", "_"): float(value) for name, value in final.items()},
+        "train_loss": train_loss,
+        "steps": trainer.global_step,
+        "tokens_seen": throughput.tokens_seen,
+        "tokens_per_sec": throughput.tokens_per_sec,
+        "wall_seconds": seconds,
+        "params": counts["params"],
+        "params_non_embedding": counts["params_non_embedding"],
+        "flops_per_token": training_flops_per_token(module.model.config),
+        "skipped_steps": module.skipped_steps,
+    }
+
+
+def finish_run(cfg: DictConfig, run_dir: Path, module: TrainModule, tokenizer: Tokenizer, summary: dict) -> None:
+    """Writes model/, summary.json, loss.png and samples.txt, and prints the summary and samples."""
+    save_model_dir(run_dir / "model", module.model, tokenizer)
+    write_json(run_dir / "summary.json", summary)
+    plot_losses(run_dir / "metrics.csv", run_dir / "loss.png")
+    console = Console()
+    print_summary(summary, console)
+    s = cfg.samples
+    samples = [
+        sample_text(module.model, tokenizer, s.prompt, s.max_new_tokens, s.temperature, s.top_k, seed=cfg.seed + i)
+        for i in range(s.num)
+    ]
+    write_text_atomic(run_dir / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
+    for i, text in enumerate(samples):
+        console.rule(f"sample {i}")
+        console.print(text, markup=False, highlight=False)
+    console.print(f"run directory: {run_dir}")
