@@ -12,6 +12,7 @@ CONFIG_DIR, CONFIG_NAME = config_dir(), "train"
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
+    from llm.run.runner import command_line_overrides
     from llm.train import train
 
-    train(cfg)
+    train(cfg, command_line_overrides())

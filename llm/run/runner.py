@@ -52,7 +52,7 @@ Recipe = Callable[[DictConfig], Parts]
 
 
 def command_line_overrides() -> list[str] | None:
-    """The overrides the user typed, inside a Hydra app; None when called from Python."""
+    """The overrides the user typed, for the Hydra app that is running now (its CLI passes them to run())."""
     if not HydraConfig.initialized():
         return None
     return list(HydraConfig.get().overrides.task)
@@ -61,8 +61,8 @@ def command_line_overrides() -> list[str] | None:
 def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None) -> dict[str, Any]:
     """Trains as configured and returns the summary written to summary.json.
 
-    `overrides` are the command-line overrides (read from Hydra when not given); on a resume
-    (ckpt_path=...) they decide which settings the user meant to change, see llm.run.resume.
+    `overrides` are the command-line overrides (None from Python: every setting counts as given); on a
+    resume (ckpt_path=...) they decide which settings the user meant to change, see llm.run.resume.
     """
     started = time.perf_counter()
     check_run_config(cfg)
@@ -74,7 +74,7 @@ def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None) -> 
             if aside is not None:
                 Console(stderr=True).print(f"moved the run that was in {run_dir.path} to {aside}", highlight=False)
         elif (run_dir.path / "config.yaml").is_file():
-            cfg = resume_config(run_dir.path / "config.yaml", cfg, overrides or command_line_overrides())
+            cfg = resume_config(run_dir.path / "config.yaml", cfg, overrides)
             check_run_config(cfg)
         with logging_to(run_dir.path / "train.log"):
             L.seed_everything(cfg.seed, workers=True, verbose=False)  # the network's initial weights
