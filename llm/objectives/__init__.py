@@ -1,5 +1,31 @@
-"""Training objectives as pure functions of logits and targets, chosen by name."""
+"""Training objectives as pure functions of logits and targets (or of log-probabilities), chosen by name.
 
-from llm.objectives.causal_lm import OBJECTIVES, causal_lm_loss, sequence_logprobs
+Importing this package registers every objective in OBJECTIVES (explicitly, below).
+"""
 
-__all__ = ["OBJECTIVES", "causal_lm_loss", "sequence_logprobs"]
+from llm.objectives.causal_lm import IGNORE_INDEX, OBJECTIVES, causal_lm_loss, sequence_logprobs
+from llm.objectives.preference import (
+    DPO,
+    IPO,
+    ConservativeDPO,
+    Hinge,
+    PairLogps,
+    PreferenceLoss,
+    PreferenceObjective,
+    SimPO,
+)
+
+__all__ = [
+    "DPO",
+    "IGNORE_INDEX",
+    "IPO",
+    "OBJECTIVES",
+    "ConservativeDPO",
+    "Hinge",
+    "PairLogps",
+    "PreferenceLoss",
+    "PreferenceObjective",
+    "SimPO",
+    "causal_lm_loss",
+    "sequence_logprobs",
+]
