@@ -166,10 +166,10 @@ class Hinge(RatioObjective):
 
 @OBJECTIVES.register("simpo")
 class SimPO(PreferenceObjective):
-    """SimPO (Meng et al. 2024), reference-free: −log σ(β·(π_c/|c| − π_r/|r|) − γ), with length-normalised
-    log-probabilities; rewards β·π/|y|.
+    """SimPO (Meng et al. 2024), reference-free: −log σ(β·(π_c/|c| − π_r/|r|) − γ); rewards β·π/|y|.
 
-    Response lengths must be positive (the preference data drops pairs with an empty response).
+    π/|y| is a response's log-probability per token. Lengths must be positive (the preference data drops pairs
+    with an empty response).
     """
 
     name = "simpo"
