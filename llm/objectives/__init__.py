@@ -1,4 +1,7 @@
-"""Training objectives as pure functions of logits and targets, chosen by name from the OBJECTIVES registry."""
+"""Training objectives as pure functions of logits and targets (or of log-probabilities), chosen by name.
+
+Importing this package registers every objective in OBJECTIVES (explicitly, below).
+"""
 
 from llm.objectives.causal_lm import (
     IGNORE_INDEX,
@@ -9,13 +12,31 @@ from llm.objectives.causal_lm import (
     causal_lm_loss,
     sequence_logprobs,
 )
+from llm.objectives.preference import (
+    DPO,
+    IPO,
+    ConservativeDPO,
+    Hinge,
+    PairLogps,
+    PreferenceLoss,
+    PreferenceObjective,
+    SimPO,
+)
 
 __all__ = [
+    "DPO",
     "IGNORE_INDEX",
+    "IPO",
     "OBJECTIVES",
     "SFT",
     "CausalLM",
+    "ConservativeDPO",
+    "Hinge",
     "LanguageModeling",
+    "PairLogps",
+    "PreferenceLoss",
+    "PreferenceObjective",
+    "SimPO",
     "causal_lm_loss",
     "sequence_logprobs",
 ]
