@@ -10,9 +10,24 @@ from llm.cli.freetext import quote_free_text
 
 VERBS = {
     "train": ("llm.cli.train", "pretrain a GPT (llm train experiment=shakespeare_char data.path=...)"),
+    "sft": ("llm.cli.sft", "fine-tune a model directory on prompt/response examples (llm sft model=DIR data.path=...)"),
+    "dpo": ("llm.cli.dpo", "align a model directory with preference pairs (llm dpo model=DIR data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
 }
+
+
+# what the user types -> the config key, where the natural name is taken by a config group (`model`)
+ALIASES = {verb: {"model": "model_dir", "reference": "reference_dir"} for verb in ("sft", "dpo")}
+
+
+def rename_keys(args: list[str], aliases: dict[str, str]) -> list[str]:
+    """`model=DIR` -> `model_dir=DIR` for a verb whose config keeps model directories under another key."""
+    renamed = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        renamed.append(f"{aliases[key]}={value}" if eq and key in aliases else arg)
+    return renamed
 
 
 def usage() -> str:
@@ -34,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"llm: unknown verb '{verb}'; choose one of: {', '.join(VERBS)}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
-    overrides = quote_free_text(args[1:])  # any text is a prompt, whatever Hydra's grammar
+    overrides = rename_keys(quote_free_text(args[1:]), ALIASES.get(verb, {}))  # any text is a prompt
     app = importlib.import_module(VERBS[verb][0])
     check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
     sys.argv = [f"llm {verb}", *overrides]

@@ -178,7 +178,7 @@ def fingerprint(
     block_size: int,
     prompt_budget: int,
     val_fraction: float,
-    seed: int,
+    split_seed: int,
 ) -> str:
     """sha256 over the data files' bytes and every setting that changes the encoded pairs or their split."""
     digest = hashlib.sha256()
@@ -194,7 +194,7 @@ def fingerprint(
         "block_size": block_size,
         "prompt_budget": prompt_budget,
         "val_fraction": val_fraction,
-        "seed": seed,
+        "split_seed": split_seed,
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
@@ -203,7 +203,8 @@ def fingerprint(
 class PreferenceDataModule(L.LightningDataModule):
     """Preference pairs from a file, encoded for a policy's tokenizer and context, split into train and val.
 
-    The split: a permutation seeded by `seed` puts round(n · val_fraction) pairs (at least 1) in val and the
+    The split: a permutation seeded by `split_seed` (not the run's seed, so runs of every seed share one split
+    and one reference cache) puts round(n · val_fraction) pairs (at least 1) in val and the
     rest in train; each split keeps file order, and a pair's position in it is its `index` in batches. Train
     batches come from EpochBatchSampler (a new seeded order each data epoch) and, on resume, continue at the
     first micro-batch after trainer.global_step's optimizer steps, so a resumed run reads the batches an
@@ -222,9 +223,11 @@ class PreferenceDataModule(L.LightningDataModule):
         prompt_budget: int | None = None,
         format: str = "auto",
         seed: int = 0,
+        split_seed: int = 0,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
+        self.split_seed = split_seed
         self.prompt_budget = check_budget(block_size, prompt_budget)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}")
@@ -264,7 +267,7 @@ class PreferenceDataModule(L.LightningDataModule):
                 self.block_size,
                 self.prompt_budget,
                 self.val_fraction,
-                self.seed,
+                self.split_seed,
             )
         return self._fingerprint
 
@@ -292,7 +295,7 @@ class PreferenceDataModule(L.LightningDataModule):
                 f"{self.path} has {len(pairs)} usable pairs, too few to keep {n_val} for validation and train on "
                 f"the rest; add pairs or lower data.val_fraction (now {self.val_fraction})"
             )
-        order = np.random.default_rng([self.seed, 1]).permutation(len(pairs))
+        order = np.random.default_rng([self.split_seed, 1]).permutation(len(pairs))
         splits = []
         for name, ids in (("train", order[: len(pairs) - n_val]), ("val", order[len(pairs) - n_val :])):
             kept = [p for p in (encoded[i] for i in sorted(ids)) if p is not None]

@@ -22,10 +22,11 @@ class LastCheckpoint(L.Callback):
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
         self._saved_step = self._seen_step = -1
-        self._at_end = False
+        self._first_batch = True
         self._saved_at = time.monotonic()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._first_batch = True
         self._saved_step = self._seen_step = trainer.global_step
         self._saved_at = time.monotonic()
 
@@ -44,19 +45,17 @@ class LastCheckpoint(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step != self._saved_step:
-            self._at_end = True
-            try:
-                self.save(trainer)
-            finally:
-                self._at_end = False
+            self.save(trainer)
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        if self._at_end:
-            # Lightning counts logged steps one ahead when it resumes a checkpoint taken after the epoch loop
-            # ended; store the count a checkpoint taken in on_train_batch_end would hold, so a resumed run
-            # logs its first step under its own number.
-            loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
-            loop["_batches_that_stepped"] = trainer.global_step - 1
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._first_batch:
+            # Lightning logs a step under its count of batches that stepped, which it restores one off after
+            # some checkpoints (taken at the end of a run, or of a finite epoch); align it with the optimizer
+            # step, so a resumed run logs its first step under that step's own number.
+            trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+            self._first_batch = False
 
     def save(self, trainer: L.Trainer) -> None:
         temp = self.path.with_name(f".{self.path.name}.tmp")

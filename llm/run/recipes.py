@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from llm.data.chat import load_chat_template
+from llm.data.corpora import file_sha256
+from llm.data.preference import PreferenceDataModule
 from llm.data.pretrain import PretrainDataModule
+from llm.data.sft import SFTDataModule
+from llm.errors import ConfigError
+from llm.export import load_model_dir
+from llm.export.model_dir import read_model_config
 from llm.lit.lm import LMModule
+from llm.lit.preference import PreferenceModule
 from llm.model import ModelConfig, build_gpt
-from llm.objectives import OBJECTIVES
+from llm.objectives import OBJECTIVES, PreferenceObjective
+from llm.run.reference import reference_logps
 from llm.run.runner import Parts
 
 
@@ -54,3 +65,83 @@ def pretrain(cfg: DictConfig) -> Parts:
         seed=cfg.seed,
     )
     return Parts(datamodule, module, splits.tokenizer, splits.fingerprint)
+
+
+def sft(cfg: DictConfig) -> Parts:
+    """`llm sft`: fine-tune a model directory on prompt/response or chat examples; loss on responses only."""
+    network, tokenizer = load_model_dir(cfg.model_dir)
+    network.train()
+    template = load_chat_template(cfg.model_dir)
+    d = cfg.data
+    datamodule = SFTDataModule(
+        d.path,
+        tokenizer,
+        network.config.block_size,
+        template,
+        batch_size=d.batch_size,
+        val_fraction=d.val_fraction,
+        packing=d.packing,
+        seed=cfg.seed,
+        num_workers=d.num_workers,
+    )
+    module = LMModule(
+        network,
+        build_objective(cfg),
+        instantiate(cfg.optim),
+        instantiate(cfg.scheduler),
+        nonfinite=cfg.nonfinite,
+        seed=cfg.seed,
+    )
+    data_key = f"{file_sha256(Path(d.path)) if Path(d.path).is_file() else d.path}:{d.packing}:{d.val_fraction}"
+    info = {"base_model": str(Path(cfg.model_dir).resolve())}
+    return Parts(datamodule, module, tokenizer, data_key, info, template)
+
+
+def dpo(cfg: DictConfig) -> Parts:
+    """`llm dpo`: a policy from a model directory, trained on preference pairs against a frozen reference."""
+    objective = build_objective(cfg)
+    if not isinstance(objective, PreferenceObjective):
+        raise ConfigError(
+            f"objective={cfg.objective.name} is not a preference objective; use dpo, ipo, cdpo, hinge or simpo"
+        )
+    policy, tokenizer = load_model_dir(cfg.model_dir)
+    policy.train()
+    reference_dir = Path(cfg.reference_dir or cfg.model_dir)
+    check_same_model_kind(Path(cfg.model_dir), reference_dir)
+    d = cfg.data
+    datamodule = PreferenceDataModule(
+        d.path,
+        tokenizer,
+        policy.config.block_size,
+        batch_size=d.batch_size,
+        val_fraction=d.val_fraction,
+        prompt_budget=d.prompt_budget,
+        format=d.format,
+        seed=cfg.seed,
+        num_workers=d.num_workers,
+    )
+    reference = None if objective.reference_free else reference_logps(datamodule, reference_dir, cfg.paths.cache_dir)
+    module = PreferenceModule(
+        policy,
+        objective,
+        instantiate(cfg.optim),
+        instantiate(cfg.scheduler),
+        reference=reference,
+        nonfinite=cfg.nonfinite,
+        seed=cfg.seed,
+    )
+    info = {"base_model": str(Path(cfg.model_dir).resolve()), "reference_model": str(reference_dir.resolve())}
+    return Parts(datamodule, module, tokenizer, datamodule.fingerprint, info, load_chat_template(cfg.model_dir))
+
+
+def check_same_model_kind(policy_dir: Path, reference_dir: Path) -> None:
+    """Policy and reference must share a tokenizer and a vocabulary, or their log-probs do not compare."""
+    if policy_dir.resolve() == reference_dir.resolve():
+        return
+    policy, reference = read_model_config(policy_dir), read_model_config(reference_dir)
+    same_tokens = (policy_dir / "tokenizer.json").read_bytes() == (reference_dir / "tokenizer.json").read_bytes()
+    if not same_tokens or policy.vocab_size != reference.vocab_size:
+        raise ConfigError(
+            f"the policy {policy_dir} and the reference {reference_dir} have different tokenizers or vocabularies; "
+            "give reference= a model with the policy's tokenizer (by default the reference is the policy's start)"
+        )

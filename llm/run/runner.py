@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from llm.data.chat import ChatTemplate, save_chat_template
 from llm.export import save_model_dir
 from llm.infer import sample_text
 from llm.lit.base import TrainModule
@@ -46,6 +47,7 @@ class Parts:
     tokenizer: Tokenizer
     data_fingerprint: str
     extra_info: dict[str, Any] | None = None  # more for run_info.json (e.g. the model a fine-tune started from)
+    chat_template: ChatTemplate | None = None  # saved with the model directory when given
 
 
 Recipe = Callable[[DictConfig], Parts]
@@ -109,6 +111,8 @@ def fit(cfg: DictConfig, parts: Parts, run_dir: Path, checkpoint: Path | None, s
     summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
     if trainer.is_global_zero:
         finish_run(cfg, run_dir, module, parts.tokenizer, summary)
+        if parts.chat_template is not None:
+            save_chat_template(parts.chat_template, run_dir / "model")
     return summary
 
 

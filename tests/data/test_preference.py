@@ -145,7 +145,9 @@ def test_split_is_seeded_in_file_order_and_sized(tmp_path: Path) -> None:
     assert numbers == sorted(numbers)
     assert sorted(numbers + [int(prompt_of(p)[1:]) for p in dm.train_pairs]) == list(range(20))
     assert [prompt_of(p) for p in module(path).val_pairs] == [prompt_of(p) for p in dm.val_pairs]
-    assert [prompt_of(p) for p in module(path, seed=8).val_pairs] != [prompt_of(p) for p in dm.val_pairs]
+    assert [prompt_of(p) for p in module(path, split_seed=8).val_pairs] != [prompt_of(p) for p in dm.val_pairs]
+    # the run's seed orders training batches but keeps the split: every seed shares one reference cache
+    assert [prompt_of(p) for p in module(path, seed=8).val_pairs] == [prompt_of(p) for p in dm.val_pairs]
     assert len(module(path, val_fraction=0.01).val_pairs) == 1  # at least one
 
 
@@ -313,6 +315,7 @@ def test_fingerprint_changes_with_each_input(tmp_path: Path) -> None:
     path = write_pairs(tmp_path / "p.jsonl")
     base = module(path).fingerprint
     assert module(path, batch_size=5, num_workers=1).fingerprint == base  # batching does not change the pairs
+    assert module(path, seed=8).fingerprint == base  # nor does the seed of the training order
     assert len(base) == 64
     other = write_pairs(tmp_path / "q.jsonl")
     other.write_text(path.read_text().replace("yes 3", "yes 4"))
@@ -324,7 +327,7 @@ def test_fingerprint_changes_with_each_input(tmp_path: Path) -> None:
         module(path, block_size=17),
         module(path, prompt_budget=5),
         module(path, val_fraction=0.2),
-        module(path, seed=8),
+        module(path, split_seed=8),
     ]
     prints = [base, *(dm.fingerprint for dm in variants)]
     assert len(set(prints)) == len(prints)

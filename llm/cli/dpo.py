@@ -1,0 +1,18 @@
+"""`llm dpo model=DIR data.path=... [overrides]`: the Hydra app over llm.run.runner.run with the dpo recipe."""
+
+import hydra
+from omegaconf import DictConfig
+
+from llm.cli.errors import report_user_errors
+from llm.configs import config_dir
+
+CONFIG_DIR, CONFIG_NAME = config_dir(), "dpo"
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    from llm.run.recipes import dpo
+    from llm.run.runner import command_line_overrides, run
+
+    run(cfg, dpo, command_line_overrides())
