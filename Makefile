@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 ARGS    ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train test test-full lint bench mutation clean
+.PHONY: help install train test test-full lint bench dpo-demo mutation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ lint: $(STAMP)  ## ruff and mypy
 
 bench: $(STAMP)  ## benchmark scripts (tokens/s of the CPU recipe)
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+dpo-demo: $(STAMP)  ## the DPO demonstration: pretrain, align with dpo and ipo over 3 seeds, runs/dpo-demo/results.json
+	$(BIN)/python experiments/dpo/demo.py --out runs/dpo-demo $(ARGS)
 
 mutation: $(STAMP)  ## mutation testing of llm/model, objectives, data with mutmut (slow, not in CI; ARGS= picks mutants)
 	OMP_NUM_THREADS=1 $(BIN)/mutmut run $(ARGS)
