@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -112,17 +113,20 @@ class World:
 class Case:
     make: Callable[[World], list[str]]
     fragments: tuple[str, ...]
+    child: bool = False  # run `python -m llm` in a child process: its real stderr, warnings included
 
 
 CASES: dict[str, Case] = {}
 GAPS: dict[str, Case] = {}  # known gaps: inputs that are not yet one line and status 2 (strict xfail)
 
 
-def case(case_id: str, *fragments: str, gap: bool = False) -> Callable[[Callable[[World], list[str]]], Callable]:
+def case(
+    case_id: str, *fragments: str, gap: bool = False, child: bool = False
+) -> Callable[[Callable[[World], list[str]]], Callable]:
     def register(make: Callable[[World], list[str]]) -> Callable:
         table = GAPS if gap else CASES
         assert case_id not in CASES and case_id not in GAPS, case_id
-        table[case_id] = Case(make, fragments)
+        table[case_id] = Case(make, fragments, child)
         return make
 
     return register
@@ -227,6 +231,42 @@ def _(w: World) -> list[str]:
     return w.train("samples.temperature=-1")
 
 
+@case("cli-unknown-verb", "unknown verb 'trian' (did you mean train?); choose one of: train, sample")
+def _(w: World) -> list[str]:
+    return ["trian"]
+
+
+@case("train-target-not-importable", "trainer._target_='llm.nothing.Here' names nothing importable", "'llm.nothing'")
+def _(w: World) -> list[str]:
+    return w.train("trainer._target_=llm.nothing.Here")
+
+
+@case("train-overwrite-not-a-boolean", "overwrite must be true or false, got 'no'", "overwrite=false")
+def _(w: World) -> list[str]:
+    w.then(unchanged(w.finished_copy()))
+    return w.train("overwrite=no")
+
+
+@case("train-compile-not-a-boolean", "compile must be true or false, got 'maybe'", "compile=true or compile=false")
+def _(w: World) -> list[str]:
+    return w.train("compile=maybe")
+
+
+@case("train-precision-unknown", "trainer.precision='bogus' is not a precision Lightning takes", "bf16-mixed")
+def _(w: World) -> list[str]:
+    return w.train("trainer.precision=bogus")
+
+
+@case("train-accelerator-unavailable", "trainer.accelerator=tpu: Lightning finds no tpu", "trainer.accelerator=cpu")
+def _(w: World) -> list[str]:
+    return w.train("trainer.accelerator=tpu")
+
+
+@case("train-devices-zero", "trainer.devices=0 is not a number of devices Lightning takes", "trainer.devices=1")
+def _(w: World) -> list[str]:
+    return w.train("trainer.devices=0")
+
+
 @case("components-typo-key", "unknown setting 'model.n_layr'", "did you mean model.n_layer?")
 def _(w: World) -> list[str]:
     return ["components", "model.n_layr=2"]
@@ -238,6 +278,11 @@ def _(w: World) -> list[str]:
 
 
 # --- corpus ---------------------------------------------------------------------------------------------------
+
+
+@case("corpus-text-without-path", "data.path has no value; give data.path=<a text file")
+def _(w: World) -> list[str]:
+    return [o for o in w.train() if not o.startswith("data.path=")]
 
 
 @case("corpus-path-is-a-folder", "is a folder; give a file, or a glob of its files", "/*.txt'")
@@ -294,6 +339,11 @@ def _(w: World) -> list[str]:
     return w.train("tokenizer=bpe", "tokenizer.vocab_size=100")
 
 
+@case("tokenizer-bpe-vocab-not-a-number", "tokenizer.vocab_size must be a whole number, got 'abc'", "=1024")
+def _(w: World) -> list[str]:
+    return w.train("tokenizer=bpe", "tokenizer.vocab_size=abc")
+
+
 @case(
     "tokenizer-prompt-outside-char-vocab",
     "samples.prompt='the Zebra' cannot be encoded: character 'Z' (U+005A) at index 4",
@@ -320,6 +370,22 @@ def _(w: World) -> list[str]:
 @case("model-dropout-out-of-range", "model.dropout must be in [0, 1), got 1.5")
 def _(w: World) -> list[str]:
     return w.train("model.dropout=1.5")
+
+
+@case("model-dropout-not-a-number", "model.dropout must be a number in [0, 1), got 'abc'", "model.dropout=0.1")
+def _(w: World) -> list[str]:
+    return w.train("model.dropout=abc")
+
+
+@case("model-bias-not-a-boolean", "model.bias must be true or false, got 'maybe'", "model.bias=false")
+def _(w: World) -> list[str]:
+    w.then(absent(w.tmp / "run" / "model", "it trained and wrote model/config.json"))
+    return w.train("model.bias=maybe")
+
+
+@case("model-tie-weights-not-a-boolean", "model.tie_weights must be true or false, got 'maybe'")
+def _(w: World) -> list[str]:
+    return w.train("model.tie_weights=maybe")
 
 
 @case("model-window-beyond-block-size", "attention window=64 must be between 1 and the context model.block_size=16")
@@ -364,6 +430,12 @@ def _(w: World) -> list[str]:
     return w.train(f"paths.run_dir={w.file('a-file', 'x') / 'run'}")
 
 
+@case("rundir-under-a-file", "cannot write to run directory", "a-file is a file); choose a writable hydra.run.dir")
+def _(w: World) -> list[str]:
+    w.file("a-file", "x")
+    return w.train(run="a-file/run")
+
+
 @case("cachedir-unwritable", "cannot write the token cache in", "set paths.cache_dir=<a writable folder>")
 def _(w: World) -> list[str]:
     return w.train(f"paths.cache_dir={w.file('a-file', 'x') / 'cache'}")
@@ -394,6 +466,18 @@ def _(w: World) -> list[str]:
     marker = w.tmp / "pwned"
     crafted = {"state_dict": {}, "global_step": 1, "loops": RunsCode(marker)}
     torch.save(crafted, w.finished_copy() / "checkpoints" / "last.ckpt")
+    w.then(absent(marker, "the checkpoint ran code"))
+    return w.train("ckpt_path=last")
+
+
+@case("ckpt-plain-pickle", "refused to load", "could run code when loaded", "do not trust this file", child=True)
+def _(w: World) -> list[str]:
+    """last.ckpt written by plain pickle (protocol 4): torch warns about the protocol before refusing the file, so
+    this case runs `python -m llm` in a subprocess, whose stderr holds every warning (pytest captures them here)."""
+    marker = w.tmp / "pwned"
+    crafted = {"state_dict": {}, "global_step": 1, "loops": RunsCode(marker)}
+    with (w.finished_copy() / "checkpoints" / "last.ckpt").open("wb") as f:
+        pickle.dump(crafted, f, protocol=4)
     w.then(absent(marker, "the checkpoint ran code"))
     return w.train("ckpt_path=last")
 
@@ -481,6 +565,20 @@ def _(w: World) -> list[str]:
     config = json.loads((model / "config.json").read_text())
     config["model"]["n_head"] = 3
     (model / "config.json").write_text(json.dumps(config))
+    return ["sample", f"model={model}"]
+
+
+@case(
+    "modeldir-weights-of-another-model",
+    "model.safetensors does not match config.json (12 unexpected weights, e.g. blocks.1.attn.proj.bias)",
+    "re-export them together",
+)
+def _(w: World) -> list[str]:
+    model = w.model_copy()
+    tokenizer = train_tokenizer("char", [tiny_corpus_text()])
+    bigger = ModelConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    other = save_model_dir(w.tmp / "other", build_gpt(bigger), tokenizer)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")
     return ["sample", f"model={model}"]
 
 
@@ -599,55 +697,6 @@ def _(w: World) -> list[str]:
     )
 
 
-# --- known gaps: not yet one line and status 2 ----------------------------------------------------------------
-
-
-@case("gap-unknown-verb", "unknown verb 'trian'", gap=True)
-def _(w: World) -> list[str]:
-    return ["trian"]
-
-
-@case("gap-text-corpus-without-path", "data.path", gap=True)
-def _(w: World) -> list[str]:
-    return [o for o in w.train() if not o.startswith("data.path=")]
-
-
-@case("gap-run-dir-under-a-file", "hydra.run.dir", gap=True)
-def _(w: World) -> list[str]:
-    w.file("a-file", "x")
-    return w.train(run="a-file/run")
-
-
-@case("gap-target-not-importable", "trainer._target_='llm.nothing.Here' names nothing importable", gap=True)
-def _(w: World) -> list[str]:
-    return w.train("trainer._target_=llm.nothing.Here")
-
-
-@case("gap-dropout-not-a-number", "model.dropout", gap=True)
-def _(w: World) -> list[str]:
-    return w.train("model.dropout=abc")
-
-
-@case("gap-bpe-vocab-not-a-number", "tokenizer.vocab_size", gap=True)
-def _(w: World) -> list[str]:
-    return w.train("tokenizer=bpe", "tokenizer.vocab_size=abc")
-
-
-@case("gap-trainer-precision-unknown", "trainer.precision", gap=True)
-def _(w: World) -> list[str]:
-    return w.train("trainer.precision=bogus")
-
-
-@case("gap-modeldir-weights-of-another-model", "model.safetensors does not match config.json", gap=True)
-def _(w: World) -> list[str]:
-    model = w.model_copy()
-    tokenizer = train_tokenizer("char", [tiny_corpus_text()])
-    bigger = ModelConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16)
-    other = save_model_dir(w.tmp / "other", build_gpt(bigger), tokenizer)
-    shutil.copy(other / "model.safetensors", model / "model.safetensors")
-    return ["sample", f"model={model}"]
-
-
 # --- the test -------------------------------------------------------------------------------------------------
 
 
@@ -661,6 +710,16 @@ def run_llm(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: py
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     return code, capsys.readouterr().err
+
+
+def run_llm_process(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Runs `python -m llm ARGS` in a child process (this checkout's llm first on its path): (exit status, stderr)."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run(
+        [sys.executable, "-m", "llm", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    return done.returncode, done.stderr
 
 
 PARAMS = [
@@ -681,7 +740,8 @@ def test_bad_input_is_one_line_and_status_2(
     the_case = CASES.get(case_id) or GAPS[case_id]
     monkeypatch.chdir(tmp_path)
     world = World(tmp_path, shared, request, monkeypatch)
-    code, err = run_llm(the_case.make(world), capsys, monkeypatch)
+    args = the_case.make(world)
+    code, err = run_llm_process(args, tmp_path) if the_case.child else run_llm(args, capsys, monkeypatch)
     assert "Traceback" not in err, err
     assert code == 2, (code, err)
     assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err

@@ -74,7 +74,8 @@ def test_unknown_component_is_a_clear_error(tmp_path: Path, corpus_file: Path) -
 
 def test_unknown_verb(tmp_path: Path) -> None:
     out = run(["trian"], tmp_path)
-    assert out.returncode == 2 and "choose one of: train" in out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("error: unknown verb 'trian' (did you mean train?); choose one of: train")
 
 
 def test_multirun_sweep_writes_one_run_directory_per_choice(tmp_path: Path, corpus_file: Path) -> None:

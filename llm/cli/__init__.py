@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -40,6 +41,13 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def unknown_verb(verb: str) -> str:
+    """One line for a verb llm does not have: the closest one, all of them, and where they are described."""
+    close = difflib.get_close_matches(verb, list(VERBS), n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown verb {verb!r}{guess}; choose one of: {', '.join(VERBS)}; llm --help lists them"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
@@ -47,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     verb = args[0]
     if verb not in VERBS:
-        print(f"llm: unknown verb '{verb}'; choose one of: {', '.join(VERBS)}\n\n{usage()}", file=sys.stderr)
+        print(f"error: {unknown_verb(verb)}", file=sys.stderr)
         raise SystemExit(2)
     overrides = rename_keys(quote_free_text(args[1:]), ALIASES.get(verb, {}))  # any text is a prompt
     app = importlib.import_module(VERBS[verb][0])

@@ -7,13 +7,17 @@ lines and status 1; here each becomes `error: <what is wrong>; <the fix>`.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from llm.cli.errors import one_line
 
 # flags after which Hydra does not run the task (help, printing) or runs many (multirun): left to Hydra
 HYDRA_FLAGS = {
@@ -35,7 +39,7 @@ def composition_error(config_dir: Path, config_name: str, overrides: list[str]) 
     """The one-line message for overrides that do not compose, or None when they do."""
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            compose(config_name, overrides, return_hydra_config=True)
+            cfg = compose(config_name, overrides, return_hydra_config=True)
     except MissingConfigException as e:
         group, _, option = (e.missing_cfg_file or "").rpartition("/")
         if e.options:
@@ -48,6 +52,33 @@ def composition_error(config_dir: Path, config_name: str, overrides: list[str]) 
         )
     except Exception as e:
         return friendly(first_line(e), config_dir, config_name)
+    return run_dir_error(cfg)
+
+
+def run_dir_error(cfg: DictConfig) -> str | None:
+    """Why Hydra could not create hydra.run.dir (a file where a folder must be), or None.
+
+    Hydra makes the run directory before any of llm runs, and fails with a traceback; a single run's directory
+    is checked here instead (a sweep's job directories are left to Hydra)."""
+    if OmegaConf.select(cfg, "hydra.mode") == RunMode.MULTIRUN:
+        return None
+    try:
+        run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=True)
+    except Exception:  # an interpolation only a running app can resolve: left to Hydra
+        return None
+    if not isinstance(run_dir, str) or not run_dir:
+        return None
+    path = Path(run_dir).absolute()
+    fix = "choose a writable hydra.run.dir=<folder>"
+    for ancestor in (path, *path.parents):
+        if not (ancestor.exists() or ancestor.is_symlink()):
+            continue
+        if not ancestor.is_dir():
+            what = "is a file" if ancestor.is_file() else "is not a folder"
+            return f"cannot write to run directory {path} ({ancestor} {what}); {fix}"
+        if ancestor != path and not os.access(ancestor, os.W_OK | os.X_OK):
+            return f"cannot write to run directory {path} (no permission to create folders in {ancestor}); {fix}"
+        return None
     return None
 
 
@@ -92,5 +123,5 @@ def check_overrides_or_exit(config_dir: Path, config_name: str, args: list[str])
         return
     message = composition_error(config_dir, config_name, [a for a in args if not a.startswith("-")])
     if message is not None:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(message)}", file=sys.stderr)
         raise SystemExit(2)

@@ -22,8 +22,15 @@ def user_error(exc: BaseException) -> BaseException | None:
     return None
 
 
+def one_line(message: str) -> str:
+    """`message` on one line: each line break, with the whitespace around it, becomes one space (spaces within a
+    line, e.g. in a quoted prompt, are kept)."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def report_user_errors(fn: F) -> F:
-    """Prints `error: <message>` and exits with status 2 on a user error; other errors keep their traceback."""
+    """Prints `error: <message>` (on one line) and exits with status 2 on a user error; other errors keep their
+    traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,7 +40,7 @@ def report_user_errors(fn: F) -> F:
             found = user_error(exc)
             if found is None:
                 raise
-            print(f"error: {found}", file=sys.stderr)
+            print(f"error: {one_line(str(found))}", file=sys.stderr)
             raise SystemExit(2) from exc
 
     return wrapper  # type: ignore[return-value]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -87,16 +88,33 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
             f"{config.vocab_size}; the files come from different models"
         )
     model = build_gpt(config)
+    mismatch = ""
     try:
-        load_model(model, str(directory / "model.safetensors"), strict=True, device=str(device))
+        missing, unexpected = load_model(model, str(directory / "model.safetensors"), strict=False, device=str(device))
+        mismatch = "; ".join(
+            f"{len(names)} {what} weight{'s' if len(names) > 1 else ''}, e.g. {sorted(names)[0]}"
+            for what, names in (("missing", missing), ("unexpected", unexpected))
+            if names
+        )
     except SafetensorError as e:
         raise ModelDirError(
             f"{directory / 'model.safetensors'} is truncated or not a safetensors file ({e}); re-export the model "
             "directory (a finished run writes it to <run dir>/model)"
         ) from e
     except (RuntimeError, KeyError, ValueError) as e:
+        mismatch = other_shapes(str(e))
+    if mismatch:
         raise ModelDirError(
-            f"{directory}: model.safetensors does not match config.json ({str(e).strip()[:500]}); "
+            f"{directory}: model.safetensors does not match config.json ({mismatch}); "
             "the files come from different models: re-export them together"
-        ) from e
+        )
     return model.to(device).eval(), tokenizer
+
+
+def other_shapes(error: str) -> str:
+    """One short line from PyTorch's load_state_dict error: how many weights have another shape, and the first."""
+    shapes = re.findall(r"size mismatch for ([^:\s]+):", error)
+    if shapes:
+        return f"{len(shapes)} weight{'s' if len(shapes) > 1 else ''} of another shape, e.g. {shapes[0]}"
+    text = " ".join(error.split())
+    return text if len(text) <= 200 else text[:199] + "…"

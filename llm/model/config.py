@@ -60,8 +60,24 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ModelConfigError(f"model.{name} must be a positive integer, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModelConfigError(f"model.{name} must be a positive integer, got {value!r}")
+        if self.n_kv_head is not None and (isinstance(self.n_kv_head, bool) or not isinstance(self.n_kv_head, int)):
+            raise ModelConfigError(
+                f"model.n_kv_head must be a positive integer that divides model.n_head, or null for as many as "
+                f"model.n_head, got {self.n_kv_head!r}"
+            )
+        for name in ("bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ModelConfigError(
+                    f"model.{name} must be true or false, got {getattr(self, name)!r}; "
+                    f"write model.{name}=true or model.{name}=false"
+                )
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise ModelConfigError(
+                f"model.dropout must be a number in [0, 1), got {self.dropout!r}; e.g. model.dropout=0.1 (0: none)"
+            )
         if self.n_embd % self.n_head:
             raise ModelConfigError(
                 f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}; "

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any
+import logging
+import re
+from typing import Any, get_args
 
+import torch
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from llm.errors import ConfigError
 
@@ -61,6 +64,146 @@ def need_choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
 
 
+def need_bool(cfg: DictConfig, key: str) -> None:
+    """A switch is a real boolean: `overwrite=no` is the text 'no', which Python would take as true."""
+    value = value_of(cfg, key)
+    if value is not ABSENT and not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}; write {key}=true or {key}=false")
+
+
+# what the user sets for a setting that is only interpolated from another one (conf/data/text.yaml)
+HINTS = {"data.path": "data.path=<a text file, or a glob such as 'books/*.txt'>"}
+
+
+def missing_settings(node: Any, path: str = "") -> list[str]:
+    """The keys whose value is `???` (mandatory, not given), found without resolving any interpolation, so
+    `${hydra:...}` and the like are never evaluated (there is no Hydra app when a config is composed in Python)."""
+    if isinstance(node, DictConfig):
+        if node._is_missing() or node._is_none() or node._is_interpolation():
+            return [path] if node._is_missing() and path else []
+        keys: list[Any] = list(node.keys())
+    elif isinstance(node, ListConfig):
+        if node._is_missing() or node._is_none() or node._is_interpolation():
+            return [path] if node._is_missing() and path else []
+        keys = list(range(len(node)))
+    else:
+        return []
+    found = []
+    for key in keys:
+        child = node._get_node(key)
+        name = f"{path}.{key}" if path else str(key)
+        if isinstance(child, DictConfig | ListConfig):
+            found += missing_settings(child, name)
+        elif child is not None and child._is_missing():
+            found.append(name)
+    return found
+
+
+def check_no_missing(cfg: DictConfig) -> None:
+    """Every mandatory setting (`???` in the config) was given a value."""
+    missing = missing_settings(cfg)
+    if missing:
+        key = missing[0]
+        others = f" (nor has {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise ConfigError(f"{key} has no value{others}; give {HINTS.get(key, f'{key}=...')}")
+
+
+def check_switches(cfg: DictConfig) -> None:
+    """On/off settings are true or false, not text that merely looks like an answer."""
+    for key in ("overwrite", "compile", "trainer.enable_progress_bar", "trainer.enable_model_summary"):
+        need_bool(cfg, key)
+
+
+def lightning_precisions() -> list[str | int]:
+    """The values the Lightning Trainer takes for `precision` (from its own type, so they follow the version)."""
+    from lightning.fabric.connector import _PRECISION_INPUT
+
+    values: list[str | int] = []
+    for literal in get_args(_PRECISION_INPUT):
+        values += [v for v in get_args(literal) if v not in values]
+    return values
+
+
+def accelerator_available(name: str) -> bool:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if name == "gpu":  # Lightning's "gpu" is CUDA or Apple's MPS, whichever is there
+        return any(AcceleratorRegistry[n]["accelerator"].is_available() for n in ("cuda", "mps"))
+    return bool(AcceleratorRegistry[name]["accelerator"].is_available())
+
+
+def no_device(name: str) -> str:
+    if name in ("cuda", "gpu"):
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA"
+        return f"PyTorch finds no GPU on this machine (torch {torch.__version__}, built with {build})"
+    return f"Lightning finds no {name} device on this machine"
+
+
+DEVICE_STRING = re.compile(r"\s*(-1|\d+(\s*,\s*\d+)*\s*,?)\s*")  # Lightning's "2" (a count) or "0,1" (indices)
+
+
+def devices_ok(value: Any) -> bool:
+    if value == "auto":
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 1 or value == -1
+    if isinstance(value, str):
+        return bool(DEVICE_STRING.fullmatch(value)) and value.strip() not in ("0", "0,")
+    if isinstance(value, ListConfig | list | tuple):
+        items = list(value)
+        return (
+            bool(items)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items)
+            and len(set(items)) == len(items)
+        )
+    return False
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """trainer.precision, trainer.accelerator and trainer.devices are values the Lightning Trainer takes, and the
+    accelerator is on this machine: found out now, not when the Trainer is built after the data is prepared."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    precision = value_of(cfg, "trainer.precision")
+    if precision is not ABSENT and precision is not None:
+        accepted = lightning_precisions()
+        if isinstance(precision, bool) or precision not in accepted:
+            shown = sorted(dict.fromkeys(map(str, accepted)), key=lambda v: "-" not in v)  # full names first
+            raise ConfigError(
+                f"trainer.precision={precision!r} is not a precision Lightning takes; choose one of: "
+                f"{', '.join(shown)} (e.g. trainer.precision=32-true, or bf16-mixed on a recent GPU)"
+            )
+    accelerator = value_of(cfg, "trainer.accelerator")
+    if accelerator not in (ABSENT, "auto") and not isinstance(accelerator, DictConfig):  # a node builds its own
+        known = sorted({*AcceleratorRegistry.available_accelerators(), "gpu"})
+        if not isinstance(accelerator, str) or accelerator not in known:
+            raise ConfigError(
+                f"trainer.accelerator={accelerator!r} is not an accelerator Lightning knows; choose one of: "
+                f"auto, {', '.join(known)}"
+            )
+        if not accelerator_available(accelerator):
+            raise ConfigError(
+                f"trainer.accelerator={accelerator}: {no_device(accelerator)}; use trainer.accelerator=cpu, or "
+                "trainer.accelerator=auto to use whatever this machine has"
+            )
+    devices = value_of(cfg, "trainer.devices")
+    if devices is not ABSENT and not devices_ok(devices):
+        given = OmegaConf.to_container(devices) if isinstance(devices, ListConfig) else devices
+        raise ConfigError(
+            f"trainer.devices={given!r} is not a number of devices Lightning takes; give a whole number >= 1 "
+            "(e.g. trainer.devices=1), -1 for all of them, auto, or a list of device indices such as [0, 1]"
+        )
+    if accelerator in ("cuda", "gpu") and torch.cuda.is_available() and isinstance(devices, int):
+        count = torch.cuda.device_count()
+        if devices > count:
+            raise ConfigError(
+                f"trainer.devices={devices} but this machine has {count} CUDA GPU(s); "
+                f"set trainer.devices={count} or lower"
+            )
+
+
 def check_numbers(cfg: DictConfig) -> None:
     """Steps, sizes, rates and sampling settings have the right type and range."""
     need_int(cfg, "seed", 0)
@@ -90,6 +233,17 @@ def check_schedule(cfg: DictConfig) -> None:
         instantiate(cfg.scheduler)(total_steps=cfg.trainer.max_steps)
 
 
+def quietly_get_object(name: str) -> Any:
+    """hydra.utils.get_object without the lines it logs to stderr when `name` is not importable (the error we
+    raise says it in one line)."""
+    log = logging.getLogger("hydra.utils")
+    disabled, log.disabled = log.disabled, True
+    try:
+        return get_object(name)
+    finally:
+        log.disabled = disabled
+
+
 def check_targets(node: Any, path: str) -> None:
     """Every `_target_` node names something importable, and each of its keys is a parameter it takes."""
     if not isinstance(node, DictConfig):
@@ -97,9 +251,10 @@ def check_targets(node: Any, path: str) -> None:
     if "_target_" in node:
         target_name = node._target_
         try:
-            target = get_object(target_name)
+            target = quietly_get_object(target_name)
         except Exception as e:
-            raise ConfigError(f"{path}._target_={target_name!r} names nothing importable ({e})") from e
+            cause = " ".join(str(e).split())
+            raise ConfigError(f"{path}._target_={target_name!r} names nothing importable ({cause})") from e
         params = inspect.signature(target).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             for key in map(str, node):
@@ -115,8 +270,12 @@ def check_targets(node: Any, path: str) -> None:
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """All checks that need no data: numbers, schedule, and the settings of every instantiated class."""
+    """All checks that need no data: mandatory values, numbers, switches, the trainer's devices, the schedule,
+    and the settings of every instantiated class."""
+    check_no_missing(cfg)
     check_numbers(cfg)
+    check_switches(cfg)
+    check_trainer(cfg)
     check_schedule(cfg)
     for group in ("trainer", "optim", "scheduler", "logger", "callbacks", "data"):
         if group in cfg:

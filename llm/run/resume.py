@@ -10,6 +10,7 @@ Where the run's files go follows the directory it is resumed in.
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,17 @@ def find_checkpoint(ckpt_path: str | None, run_dir: Path) -> Path | None:
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Loads a Lightning checkpoint with weights_only=True: plain tensors and containers, never code."""
     try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap can only be used" not in str(e):
-                raise
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # torch's legacy format
+        # torch warns (two lines on stderr) about a file it did not write, e.g. "Detected pickle protocol 4",
+        # before refusing it below, where the refusal is the whole message: its warnings are held back, and
+        # shown only when the checkpoint loads
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("always")
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap can only be used" not in str(e):
+                    raise
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # torch's legacy format
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refused to load {path}: it holds Python objects other than tensors and plain data, which could "
@@ -172,6 +178,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"checkpoint {path} is truncated or corrupt ({str(e).strip().splitlines()[0][:200]}); resume from "
             "another checkpoint (ckpt_path=<file>) or start the run again"
         ) from e
+    for warning in held:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     missing = [
         key
         for key in ("state_dict", "global_step", "loops")

@@ -77,10 +77,18 @@ class BPETokenizer(Tokenizer):
         return cls(hf)
 
 
+def whole_number(option: str, value: object, example: str) -> None:
+    """A numeric tokenizer option is a whole number >= 0 (a value such as 'abc' from the command line is not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TokenizerError(f"tokenizer.{option} must be a whole number, got {value!r}; {example}")
+
+
 @TOKENIZERS.register("bpe")
 def train_bpe(texts: Iterable[str], *, vocab_size: int = 1024, min_frequency: int = 2) -> BPETokenizer:
     """Byte-level BPE learned from the corpus (`tokenizers`); vocab_size counts bytes, merges and specials."""
     smallest = 256 + 1  # every byte, plus end-of-text
+    whole_number("vocab_size", vocab_size, f"e.g. tokenizer.vocab_size=1024 (at least {smallest})")
+    whole_number("min_frequency", min_frequency, "e.g. tokenizer.min_frequency=2 (merge pairs seen at least twice)")
     if vocab_size < smallest:
         raise TokenizerError(
             f"bpe vocab_size={vocab_size} is too small: it must be at least {smallest} "

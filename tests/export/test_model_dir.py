@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,26 @@ def test_config_that_disagrees_with_the_weights_or_the_schema(tmp_path: Path, ke
     directory = with_model_setting(saved(tmp_path), key, value)
     with pytest.raises(ModelDirError, match=message):
         load_model_dir(directory)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "names"),
+    [
+        ("n_layer", 2, r"\(12 missing weights, e\.g\. blocks\.1\.attn\.proj\.bias\)"),
+        ("n_layer", 0.5, None),  # not a model at all: ModelConfig refuses it (another message)
+        ("bias", False, r"\(\d+ unexpected weights, e\.g\. blocks\.0\.attn\.proj\.bias\)"),
+        ("n_embd", 32, r"\(\d+ weights of another shape, e\.g\. [a-z_.0-9]+\)"),
+    ],
+)
+def test_weights_of_another_model_are_one_short_line(tmp_path: Path, key: str, value: object, names: str | None):
+    directory = with_model_setting(saved(tmp_path), key, value)
+    with pytest.raises(ModelDirError) as raised:
+        load_model_dir(directory)
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 400, message
+    if names is not None:
+        assert "model.safetensors does not match config.json" in message
+        assert re.search(names, message), message
 
 
 def with_config_field(directory: Path, key: str, value: object) -> Path:

@@ -82,3 +82,32 @@ def test_shapes_must_be_positive(setting: str) -> None:
 def test_dropout_range() -> None:
     with pytest.raises(ModelConfigError, match=r"model.dropout must be in \[0, 1\), got 1.0"):
         ModelConfig(vocab_size=7, dropout=1.0)
+
+
+@pytest.mark.parametrize("value", ["abc", None, True, [0.1]])
+def test_dropout_must_be_a_number(value: object) -> None:
+    with pytest.raises(ModelConfigError, match=r"model.dropout must be a number in \[0, 1\), got .*model.dropout=0.1"):
+        ModelConfig(vocab_size=7, dropout=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("setting", ["bias", "tie_weights"])
+@pytest.mark.parametrize("value", ["maybe", "false", 1, 0, None])
+def test_switches_must_be_booleans(setting: str, value: object) -> None:
+    with pytest.raises(ModelConfigError, match=rf"model.{setting} must be true or false, got {value!r}; write"):
+        ModelConfig(**{"vocab_size": 7, setting: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["two", 2.0, True])
+def test_n_kv_head_must_be_an_integer_or_null(value: object) -> None:
+    with pytest.raises(ModelConfigError, match=rf"model.n_kv_head must be a positive integer .*got {value!r}"):
+        ModelConfig(vocab_size=7, n_head=4, n_kv_head=value)  # type: ignore[arg-type]
+
+
+def test_shapes_are_not_booleans() -> None:
+    with pytest.raises(ModelConfigError, match="model.n_layer must be a positive integer, got True"):
+        ModelConfig(vocab_size=7, n_layer=True)
+
+
+def test_well_typed_settings_pass() -> None:
+    config = ModelConfig(vocab_size=7, n_head=4, n_kv_head=2, dropout=0, bias=False, tie_weights=False)
+    assert (config.dropout, config.bias, config.tie_weights, config.kv_heads) == (0, False, False, 2)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+from omegaconf import OmegaConf
 
 from llm.configs import compose_config
 from llm.errors import ConfigError
 from llm.run import check_run_config
+from llm.run.checks import check_no_missing, missing_settings
 from tests.conftest import tiny_overrides
 
 BAD = [
@@ -37,6 +40,21 @@ BAD = [
     ("+optim.lrr=0.1", r"optim.lrr is not a setting of llm.lit.optim.adamw; did you mean optim.lr\?"),
     ("+callbacks.last_checkpoint.every=3", r"callbacks.last_checkpoint.every is not a setting of .*LastCheckpoint"),
     ("trainer._target_=llm.nothing.Here", r"trainer._target_='llm.nothing.Here' names nothing importable"),
+    ("overwrite=no", r"overwrite must be true or false, got 'no'; write overwrite=true or overwrite=false"),
+    ("compile=maybe", r"compile must be true or false, got 'maybe'"),
+    ("compile=1", r"compile must be true or false, got 1"),
+    ("trainer.enable_progress_bar=yes", r"trainer.enable_progress_bar must be true or false, got 'yes'"),
+    ("trainer.precision=bogus", r"trainer.precision='bogus' is not a precision Lightning takes; choose one of: .*"),
+    ("trainer.precision=8", r"trainer.precision=8 is not a precision Lightning takes"),
+    ("trainer.precision=true", r"trainer.precision=True is not a precision Lightning takes"),
+    ("trainer.accelerator=tpu", r"trainer.accelerator=tpu: Lightning finds no tpu device on this machine; use"),
+    ("trainer.accelerator=xyz", r"trainer.accelerator='xyz' is not an accelerator Lightning knows; .*auto, cpu, cuda"),
+    ("trainer.devices=0", r"trainer.devices=0 is not a number of devices Lightning takes; give a whole number >= 1"),
+    ("trainer.devices=-2", r"trainer.devices=-2 is not a number of devices"),
+    ("trainer.devices=[]", r"trainer.devices=\[\] is not a number of devices"),
+    ("trainer.devices=[0,0]", r"trainer.devices=\[0, 0\] is not a number of devices"),
+    ("trainer.devices=abc", r"trainer.devices='abc' is not a number of devices"),
+    ("trainer.devices=true", r"trainer.devices=True is not a number of devices"),
 ]
 
 
@@ -52,3 +70,63 @@ def test_the_shipped_configs_pass(tmp_path: Path, corpus_file: Path) -> None:
         check_run_config(
             compose_config("train", [*tiny_overrides(tmp_path, corpus_file), *extra, "trainer.max_steps=2000"])
         )
+
+
+GOOD = [
+    "trainer.precision=16",
+    "trainer.precision=bf16",
+    "trainer.precision=bf16-mixed",
+    "trainer.precision=64-true",
+    "trainer.precision=null",
+    "trainer.accelerator=auto",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.devices=-1",
+    "trainer.devices=auto",
+    "trainer.devices=[0,1]",
+    "trainer.devices='0,1'",
+    "overwrite=true",
+    "compile=false",
+]
+
+
+@pytest.mark.parametrize("override", GOOD)
+def test_values_lightning_and_llm_take_pass(tmp_path: Path, corpus_file: Path, override: str) -> None:
+    check_run_config(compose_config("train", [*tiny_overrides(tmp_path, corpus_file), override]))
+
+
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda", "mps"])
+def test_an_accelerator_this_machine_lacks_is_refused(
+    tmp_path: Path, corpus_file: Path, monkeypatch: pytest.MonkeyPatch, accelerator: str
+) -> None:
+    for cls in (CUDAAccelerator, MPSAccelerator):
+        monkeypatch.setattr(cls, "is_available", staticmethod(lambda: False))
+    cfg = compose_config("train", [*tiny_overrides(tmp_path, corpus_file), f"trainer.accelerator={accelerator}"])
+    with pytest.raises(ConfigError, match=rf"trainer.accelerator={accelerator}: .* finds no .*; use trainer.acc"):
+        check_run_config(cfg)
+
+
+def test_a_missing_mandatory_value_names_the_key_the_user_sets(tmp_path: Path, corpus_file: Path) -> None:
+    """data.corpus.path is `${..path}`: the user sets data.path. Composed outside a Hydra app, and with
+    paths.run_dir left as `${hydra:runtime.output_dir}`, which only a running app resolves: the check resolves
+    nothing (the CLI, where an app runs, is the corpus-text-without-path case of tests/test_bad_input.py)."""
+    overrides = [o for o in tiny_overrides(tmp_path, corpus_file) if not o.startswith(("data.path=", "paths.run_dir="))]
+    cfg = compose_config("train", overrides)
+    with pytest.raises(ConfigError, match=r"^data.path has no value; give data.path=<a text file"):
+        check_run_config(cfg)
+    check_run_config(compose_config("train", [*overrides, f"data.path={corpus_file}"]))  # nothing else resolved
+
+
+def test_missing_settings_are_found_without_resolving() -> None:
+    cfg = OmegaConf.create(
+        {
+            "a": "???",
+            "b": {"c": "???", "d": "${a}", "e": "${hydra:runtime.output_dir}", "f": "${oc.env:NOPE_NOT_SET}"},
+            "g": [1, "???", {"h": "???"}],
+            "i": None,
+            "j": "${b}",
+        }
+    )
+    assert missing_settings(cfg) == ["a", "b.c", "g.1", "g.2.h"]
+    with pytest.raises(ConfigError, match=r"^a has no value \(nor has b.c, g.1, g.2.h\); give a=\.\.\.$"):
+        check_no_missing(cfg)

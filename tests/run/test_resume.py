@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,31 @@ def test_a_crafted_pickle_never_runs(tmp_path: Path, layout: str) -> None:
     with pytest.raises(CheckpointError, match="refused to load .*could run code"):
         read_checkpoint(tmp_path / "evil.ckpt")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_a_refused_pickle_warns_nothing(tmp_path: Path, protocol: int) -> None:
+    """torch warns about a pickle protocol it did not write before refusing the file; the refusal says it all."""
+    with (tmp_path / "evil.ckpt").open("wb") as f:
+        pickle.dump({"state_dict": {}, "global_step": 0, "loops": RunsCode(tmp_path / "pwned")}, f, protocol=protocol)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="refused to load"):
+            read_checkpoint(tmp_path / "evil.ckpt")
+    assert [str(w.message) for w in shown] == []
+
+
+def test_a_checkpoint_that_loads_still_shows_its_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.save({"state_dict": {}, "global_step": 3, "loops": {}}, tmp_path / "last.ckpt")
+    load = torch.load
+
+    def warning_load(*args, **kwargs):
+        warnings.warn("something torch says", UserWarning, stacklevel=1)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", warning_load)
+    with pytest.warns(UserWarning, match="something torch says"):
+        assert read_checkpoint(tmp_path / "last.ckpt")["global_step"] == 3
 
 
 def test_a_checkpoint_of_another_model_is_refused_before_training(tmp_path: Path) -> None:

@@ -79,6 +79,15 @@ def test_long_text_is_encoded_in_chunks_with_the_same_ids(tokenizer: BPETokenize
     assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("vocab_size", "abc"), ("vocab_size", 300.5), ("vocab_size", True), ("min_frequency", "2"), ("min_frequency", -1)],
+)
+def test_options_that_are_not_whole_numbers_are_refused_naming_them(option: str, value: object) -> None:
+    with pytest.raises(TokenizerError, match=rf"tokenizer.{option} must be a whole number, got {value!r}; e\.g\."):
+        train_tokenizer("bpe", MIXED, **{option: value})
+
+
 def test_vocab_size_below_bytes_and_specials_is_refused() -> None:
     with pytest.raises(TokenizerError, match="at least 257"):
         train_tokenizer("bpe", MIXED, vocab_size=256)
