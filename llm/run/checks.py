@@ -72,7 +72,11 @@ def need_bool(cfg: DictConfig, key: str) -> None:
 
 
 # what the user sets for a setting that is only interpolated from another one (conf/data/text.yaml)
-HINTS = {"data.path": "data.path=<a text file, or a glob such as 'books/*.txt'>"}
+HINTS = {
+    "data.path": "data.path=<a file, or a glob such as 'books/*.txt'>",
+    "model_dir": "model=<a model directory: the model/ folder of a finished run>",
+}
+SHOWN_AS = {"model_dir": "model", "reference_dir": "reference"}  # what the user types for llm sft and llm dpo
 
 
 def missing_settings(node: Any, path: str = "") -> list[str]:
@@ -103,9 +107,9 @@ def check_no_missing(cfg: DictConfig) -> None:
     """Every mandatory setting (`???` in the config) was given a value."""
     missing = missing_settings(cfg)
     if missing:
-        key = missing[0]
-        others = f" (nor has {', '.join(missing[1:])})" if len(missing) > 1 else ""
-        raise ConfigError(f"{key} has no value{others}; give {HINTS.get(key, f'{key}=...')}")
+        key, shown = missing[0], [SHOWN_AS.get(k, k) for k in missing]
+        others = f" (nor has {', '.join(shown[1:])})" if len(missing) > 1 else ""
+        raise ConfigError(f"{shown[0]} has no value{others}; give {HINTS.get(key, f'{shown[0]}=...')}")
 
 
 def check_switches(cfg: DictConfig) -> None:
