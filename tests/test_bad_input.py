@@ -679,6 +679,92 @@ def _(w: World) -> list[str]:
     return sample(w, "+foo=1")
 
 
+# --- post-training (llm sft, llm dpo) --------------------------------------------------------------------------
+
+
+def pairs_file(w: World, rows: list[dict] | None = None, name: str = "pairs.jsonl") -> Path:
+    rows = rows if rows is not None else [{"prompt": "the cat ", "chosen": "sat.", "rejected": "ran."}] * 4
+    return w.file(name, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def dpo(w: World, *extra: str, model: Path | None = None) -> list[str]:
+    model = model or w.request.getfixturevalue("model_dir")
+    return ["dpo", f"model={model}", f"hydra.run.dir={w.tmp / 'dpo'}", f"paths.cache_dir={w.shared / 'cache'}", *extra]
+
+
+@case("dpo-no-model", "model has no value; give model=<a model directory")
+def _(w: World) -> list[str]:
+    return ["dpo", f"data.path={pairs_file(w)}", f"hydra.run.dir={w.tmp / 'dpo'}"]
+
+
+@case("dpo-model-not-a-model-directory", "lacks model.safetensors, config.json, tokenizer.json")
+def _(w: World) -> list[str]:
+    (w.tmp / "empty").mkdir()
+    return dpo(w, f"data.path={pairs_file(w)}", model=w.tmp / "empty")
+
+
+@case("dpo-beta-not-positive", "objective.beta must be a positive number, got 0")
+def _(w: World) -> list[str]:
+    return dpo(w, f"data.path={pairs_file(w)}", "objective.beta=0")
+
+
+@case("dpo-language-modelling-objective", "objective=causal_lm is not a preference objective")
+def _(w: World) -> list[str]:
+    return dpo(w, f"data.path={pairs_file(w)}", "objective=causal_lm")
+
+
+@case("dpo-pairs-missing-key", "pairs.jsonl line 2", "rejected")
+def _(w: World) -> list[str]:
+    rows = [{"prompt": "the ", "chosen": "cat", "rejected": "dog"}, {"prompt": "the ", "chosen": "cat"}]
+    return dpo(w, f"data.path={pairs_file(w, rows)}")
+
+
+@case("dpo-pairs-not-json", "pairs.jsonl line 2 is not JSON")
+def _(w: World) -> list[str]:
+    good = json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"})
+    return dpo(w, f"data.path={w.file('pairs.jsonl', good + chr(10) + 'not json' + chr(10))}")
+
+
+@case("dpo-pairs-empty-string", "pairs.jsonl line 1", "empty")
+def _(w: World) -> list[str]:
+    return dpo(w, f"data.path={pairs_file(w, [{'prompt': 'the ', 'chosen': '', 'rejected': 'dog'}] * 3)}")
+
+
+@case("dpo-pairs-all-identical", "pairs.jsonl")
+def _(w: World) -> list[str]:
+    return dpo(w, f"data.path={pairs_file(w, [{'prompt': 'the ', 'chosen': 'cat', 'rejected': 'cat'}] * 3)}")
+
+
+@case("dpo-gz-not-gzip", "ends in .gz but is not gzip-compressed")
+def _(w: World) -> list[str]:
+    return dpo(w, f"data.path={pairs_file(w, name='pairs.jsonl.gz')}")
+
+
+@case("dpo-char-outside-vocabulary", "is not in the char tokenizer's vocabulary", "tokenizer=byte")
+def _(w: World) -> list[str]:
+    rows = [{"prompt": "the ", "chosen": "caf" + chr(0xE9), "rejected": "cat"}] * 4
+    return dpo(w, f"data.path={pairs_file(w, rows)}")
+
+
+@case("dpo-reference-other-tokenizer", "different tokenizers or vocabularies")
+def _(w: World) -> list[str]:
+    other = w.model_copy("other")
+    save_tokenizer(train_tokenizer("char", [tiny_corpus_text() + "xyz"]), other / "tokenizer.json")
+    return dpo(w, f"data.path={pairs_file(w)}", f"reference={other}")
+
+
+@case("sft-no-data-path", "data.path has no value")
+def _(w: World) -> list[str]:
+    return ["sft", f"model={w.request.getfixturevalue('model_dir')}", f"hydra.run.dir={w.tmp / 'sft'}"]
+
+
+@case("sft-bad-line", "examples.jsonl line 2: each line must be")
+def _(w: World) -> list[str]:
+    data = w.file("examples.jsonl", '{"prompt": "the ", "response": "cat"}\n{"question": "the"}\n')
+    model = w.request.getfixturevalue("model_dir")
+    return ["sft", f"model={model}", f"data.path={data}", f"hydra.run.dir={w.tmp / 'sft'}"]
+
+
 # --- training (non-finite) ------------------------------------------------------------------------------------
 
 

@@ -1,12 +1,13 @@
 """The DPO demonstration: does direct preference optimisation move a model toward answers a program can
 check, on prompts it never saw, on every seed?
 
-Task: addition, "a+b=" -> "c\n" with a, b in 0..N-1. The pretraining text is noisy in one consistent way:
-most lines give a+b+1 instead of the sum, so the pretrained model prefers the wrong answer. Preference
-pairs on the training prompts say: chosen = the sum, rejected = the sum + 1. Held-out prompts (never in
-the pretraining text or the pairs) measure, before and after DPO: the rate of correct greedy answers,
-the preference accuracy (how often the model gives the chosen answer a higher log-probability than the
-rejected one), and the KL of the policy from the reference (sampled answers). Three seeds, dpo and ipo.
+Task: copy a word. A prompt is a random lowercase word and "=", the right answer the same word and a
+newline ("kqzf=" -> "kqzf\n"). The pretraining text is noisy in one consistent way: most lines append a "!"
+to the copy ("kqzf=kqzf!\n"), so the pretrained model answers wrongly. Preference pairs on the training
+words say: chosen = the copy, rejected = the copy with "!". Held-out words (never in the pretraining text
+or the pairs) measure, before and after DPO: the rate of correct greedy answers, the preference accuracy
+(how often the model gives the chosen answer a higher log-probability than the rejected one), and the KL
+of the policy from the reference (on answers sampled from the policy). Three seeds, dpo and ipo.
 
     python experiments/dpo/demo.py [--out runs/dpo-demo] [--quick]     (make dpo-demo)
 """
@@ -31,32 +32,41 @@ from llm.run.runner import run
 from llm.tokenizer import Tokenizer
 
 SETTINGS = {
-    "full": {"n": 30, "wrong_share": 0.7, "pretrain_steps": 1500, "dpo_steps": 150, "seeds": [0, 1, 2]},
-    "quick": {"n": 10, "wrong_share": 0.7, "pretrain_steps": 30, "dpo_steps": 4, "seeds": [0]},
+    "full": {"words": 2000, "held_out": 200, "noise": 0.7, "pretrain_steps": 800, "dpo_steps": 60, "seeds": [0, 1, 2]},
+    "quick": {"words": 60, "held_out": 10, "noise": 0.7, "pretrain_steps": 30, "dpo_steps": 4, "seeds": [0]},
 }
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def split_prompts(n: int, seed: int = 0) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    pairs = [(a, b) for a in range(n) for b in range(n)]
-    random.Random(seed).shuffle(pairs)
-    held_out = len(pairs) // 6
-    return pairs[held_out:], pairs[:held_out]
+def words(count: int, seed: int) -> list[str]:
+    """`count` distinct random 4-letter words."""
+    rng, found = random.Random(seed), set()
+    while len(found) < count:
+        found.add("".join(rng.choice(LETTERS) for _ in range(4)))
+    return sorted(found)
 
 
-def write_data(out: Path, n: int, wrong_share: float) -> tuple[Path, Path, list[tuple[int, int]]]:
-    train, held_out = split_prompts(n)
-    rng = random.Random(1)
-    lines = []
-    for _ in range(40):  # each training prompt 40 times, mostly with the consistent wrong answer
-        for a, b in train:
-            answer = a + b + 1 if rng.random() < wrong_share else a + b
-            lines.append(f"{a}+{b}={answer}\n")
+def right(word: str) -> str:
+    return f"{word}\n"
+
+
+def wrong(word: str) -> str:
+    return f"{word}!\n"
+
+
+def write_data(out: Path, s: dict) -> tuple[Path, Path, list[str]]:
+    vocabulary = words(s["words"] + s["held_out"], 0)
+    random.Random(1).shuffle(vocabulary)
+    held_out, train = vocabulary[: s["held_out"]], vocabulary[s["held_out"] :]
+    rng = random.Random(2)
+    lines = [f"{w}={wrong(w) if rng.random() < s['noise'] else right(w)}" for _ in range(20) for w in train]
     rng.shuffle(lines)
     corpus = out / "corpus.txt"
     corpus.write_text("".join(lines))
     pairs = out / "pairs.jsonl"
-    rows = [{"prompt": f"{a}+{b}=", "chosen": f"{a + b}\n", "rejected": f"{a + b + 1}\n"} for a, b in train]
-    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pairs.write_text(
+        "".join(json.dumps({"prompt": f"{w}=", "chosen": right(w), "rejected": wrong(w)}) + "\n" for w in train)
+    )
     return corpus, pairs, held_out
 
 
@@ -81,6 +91,7 @@ def pretrain_base(out: Path, corpus: Path, steps: int) -> Path:
             "model.n_head=4",
             "model.n_embd=64",
             "model.block_size=16",
+            "samples.prompt=",
             "data.batch_size=32",
             "data.val_batches=4",
             "optim.lr=3e-3",
@@ -104,7 +115,7 @@ def align(out: Path, base: Path, pairs: Path, objective: str, seed: int, steps: 
             f"objective={objective}",
             f"seed={seed}",
             "data.batch_size=16",
-            "optim.lr=3e-4",
+            "optim.lr=1e-4",
             f"trainer.max_steps={steps}",
             f"trainer.val_check_interval={max(1, steps // 3)}",
             f"scheduler.warmup_steps={min(10, steps // 3)}",
@@ -130,8 +141,9 @@ def answer_logps(model: GPT, tokenizer: Tokenizer, prompts: list[str], answers: 
 
 
 def greedy_answer(model: GPT, tokenizer: Tokenizer, prompt: str) -> str:
-    new = generate(model, tokenizer.encode(prompt), max_new_tokens=4, temperature=0.0)
-    return tokenizer.decode(new).split("\n")[0]
+    """The greedy continuation up to and with its first newline (the whole answer)."""
+    text = tokenizer.decode(generate(model, tokenizer.encode(prompt), max_new_tokens=7, temperature=0.0))
+    return text[: text.index("\n") + 1] if "\n" in text else text
 
 
 def sampled_kl(policy: GPT, reference: GPT, tokenizer: Tokenizer, prompts: list[str], seed: int) -> float:
@@ -139,19 +151,19 @@ def sampled_kl(policy: GPT, reference: GPT, tokenizer: Tokenizer, prompts: list[
     generator = torch.Generator().manual_seed(seed)
     answers = []
     for prompt in prompts:
-        new = generate(policy, tokenizer.encode(prompt), max_new_tokens=4, temperature=1.0, generator=generator)
+        new = generate(policy, tokenizer.encode(prompt), max_new_tokens=7, temperature=1.0, generator=generator)
         text = tokenizer.decode(new)
         answers.append(text.split("\n")[0] + "\n" if "\n" in text else text)
     diff = answer_logps(policy, tokenizer, prompts, answers) - answer_logps(reference, tokenizer, prompts, answers)
     return float(diff.mean())
 
 
-def evaluate(model_dir: Path, reference_dir: Path | None, held_out: list[tuple[int, int]], seed: int) -> dict:
+def evaluate(model_dir: Path, reference_dir: Path | None, held_out: list[str], seed: int) -> dict:
     model, tokenizer = load_model_dir(model_dir)
-    prompts = [f"{a}+{b}=" for a, b in held_out]
-    correct = sum(greedy_answer(model, tokenizer, p) == str(a + b) for p, (a, b) in zip(prompts, held_out, strict=True))
-    chosen = answer_logps(model, tokenizer, prompts, [f"{a + b}\n" for a, b in held_out])
-    rejected = answer_logps(model, tokenizer, prompts, [f"{a + b + 1}\n" for a, b in held_out])
+    prompts = [f"{w}=" for w in held_out]
+    correct = sum(greedy_answer(model, tokenizer, p) == right(w) for p, w in zip(prompts, held_out, strict=True))
+    chosen = answer_logps(model, tokenizer, prompts, [right(w) for w in held_out])
+    rejected = answer_logps(model, tokenizer, prompts, [wrong(w) for w in held_out])
     result = {"correct_rate": correct / len(held_out), "pref_accuracy": float((chosen > rejected).float().mean())}
     if reference_dir is not None:
         reference, _ = load_model_dir(reference_dir)
@@ -163,7 +175,7 @@ def main(out: Path, mode: str) -> dict:
     s = SETTINGS[mode]
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    corpus, pairs, held_out = write_data(out, s["n"], s["wrong_share"])
+    corpus, pairs, held_out = write_data(out, s)
     base = pretrain_base(out, corpus, s["pretrain_steps"])
     before = evaluate(base, None, held_out, 0)
     runs = []
@@ -173,8 +185,8 @@ def main(out: Path, mode: str) -> dict:
             after = evaluate(policy, base, held_out, seed)
             runs.append({"objective": objective, "seed": seed, "before": before, "after": after})
     results = {
-        "task": f"a+b= with a, b < {s['n']}; pretraining text gives a+b+1 in {s['wrong_share']:.0%} of lines; "
-        f"{len(held_out)} held-out prompts",
+        "task": f"copy a random 4-letter word ('abcd=' -> 'abcd\\n'); the pretraining text appends '!' in "
+        f"{s['noise']:.0%} of its lines; {len(held_out)} held-out words",
         "runs": runs,
         "seconds": round(time.perf_counter() - started, 1),
     }
