@@ -231,7 +231,7 @@ def _(w: World) -> list[str]:
     return w.train("samples.temperature=-1")
 
 
-@case("cli-unknown-verb", "unknown verb 'trian' (did you mean train?); choose one of: train, sample")
+@case("cli-unknown-verb", "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample")
 def _(w: World) -> list[str]:
     return ["trian"]
 
@@ -280,7 +280,7 @@ def _(w: World) -> list[str]:
 # --- corpus ---------------------------------------------------------------------------------------------------
 
 
-@case("corpus-text-without-path", "data.path has no value; give data.path=<a text file")
+@case("corpus-text-without-path", "data.path has no value; give data.path=<a file, or a glob")
 def _(w: World) -> list[str]:
     return [o for o in w.train() if not o.startswith("data.path=")]
 

@@ -17,9 +17,12 @@ from llm.errors import ConfigError
 @pytest.mark.parametrize(
     ("verb", "message"),
     [
-        ("trian", "unknown verb 'trian' (did you mean train?); choose one of: train, sample, components; llm --help"),
+        (
+            "trian",
+            "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, components; llm --help",
+        ),
         ("smaple", "unknown verb 'smaple' (did you mean sample?); choose one of:"),
-        ("xyz", "unknown verb 'xyz'; choose one of: train, sample, components; llm --help lists them"),
+        ("xyz", "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, components; llm --help lists them"),
     ],
 )
 def test_an_unknown_verb_names_the_closest(verb: str, message: str) -> None:

@@ -154,3 +154,21 @@ def test_a_reference_with_another_tokenizer_is_refused(workdir: Path, base_model
         (other / "tokenizer.json").write_text(json.dumps(tokenizer))
     with pytest.raises(ConfigError, match="different tokenizers or vocabularies"):
         dpo_run(workdir, base_model, pairs_file, "otherref", f"reference_dir={other}")
+
+
+def test_a_tiny_model_with_a_64_token_context_trains_on_the_real_hh_pairs(workdir: Path) -> None:
+    from llm.export import save_model_dir
+    from llm.model import ModelConfig, build_gpt
+    from llm.tokenizer import train_tokenizer
+    from tests.conftest import SHARED_DATA
+
+    hh = SHARED_DATA / "hh-rlhf-harmless-base-test.jsonl.gz"
+    if not hh.is_file():
+        pytest.skip(f"the HH-RLHF pairs are not at {hh} (they live in ../shared/data beside the repository)")
+    tokenizer = train_tokenizer("byte", [])
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16)
+    model = save_model_dir(workdir / "hh-model", build_gpt(config), tokenizer)
+    summary = dpo_run(workdir, model, hh, "hh", "data.batch_size=8", steps=3)
+    assert summary["steps"] == 3 and math.isfinite(summary["val_loss"])
+    assert summary["val_rewards_accuracies"] >= 0.0

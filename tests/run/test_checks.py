@@ -112,7 +112,7 @@ def test_a_missing_mandatory_value_names_the_key_the_user_sets(tmp_path: Path, c
     nothing (the CLI, where an app runs, is the corpus-text-without-path case of tests/test_bad_input.py)."""
     overrides = [o for o in tiny_overrides(tmp_path, corpus_file) if not o.startswith(("data.path=", "paths.run_dir="))]
     cfg = compose_config("train", overrides)
-    with pytest.raises(ConfigError, match=r"^data.path has no value; give data.path=<a text file"):
+    with pytest.raises(ConfigError, match=r"^data.path has no value; give data.path=<a file, or a glob"):
         check_run_config(cfg)
     check_run_config(compose_config("train", [*overrides, f"data.path={corpus_file}"]))  # nothing else resolved
 
