@@ -768,7 +768,7 @@ def _(w: World) -> list[str]:
 # --- training (non-finite) ------------------------------------------------------------------------------------
 
 
-@case("train-nan-loss-stops", "non-finite loss (nan) at step 2", "last.ckpt keeps the last good", "nonfinite=skip")
+@case("train-nan-loss-stops", "non-finite loss (nan) at step 2", "last.ckpt keeps the last good state (step 2)")
 def _(w: World) -> list[str]:
     last = w.tmp / "run" / "checkpoints" / "last.ckpt"
 
@@ -781,6 +781,12 @@ def _(w: World) -> list[str]:
         "+callbacks.nan._target_=tests.helpers.NaNAt",
         "+callbacks.nan.step=2",
     )
+
+
+@case("train-nan-before-first-checkpoint", "at step 2, before any checkpoint was written", "overwrite=true")
+def _(w: World) -> list[str]:
+    w.then(absent(w.tmp / "run" / "checkpoints" / "last.ckpt", "no checkpoint was due before step 2"))
+    return w.train("+callbacks.nan._target_=tests.helpers.NaNAt", "+callbacks.nan.step=2")
 
 
 # --- the test -------------------------------------------------------------------------------------------------

@@ -68,3 +68,33 @@ def test_a_run_directory_that_can_be_made_passes(tmp_path: Path, monkeypatch: py
 def test_a_sweep_leaves_its_directories_to_hydra(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("x")
     assert train_error("hydra.mode=MULTIRUN", f"hydra.run.dir={tmp_path / 'a-file' / 'run'}") is None
+
+
+def test_an_unexpected_exception_keeps_its_traceback() -> None:
+    """A bug is not a user error: report_user_errors lets it through, so its traceback is shown."""
+    from llm.cli.errors import report_user_errors
+
+    def buggy() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        report_user_errors(buggy)()
+
+
+def test_a_user_error_wrapped_by_hydra_is_still_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Hydra wraps errors raised while instantiating; the user error in the chain is what is printed."""
+    from hydra.errors import InstantiationException
+
+    from llm.cli.errors import report_user_errors
+    from llm.errors import ConfigError
+
+    def wrapped() -> None:
+        try:
+            raise ConfigError("optim.lr must be a number > 0, got -1")
+        except ConfigError as e:
+            raise InstantiationException("Error in call to target 'llm.lit.optim.adamw'") from e
+
+    with pytest.raises(SystemExit) as caught:
+        report_user_errors(wrapped)()
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == "error: optim.lr must be a number > 0, got -1\n"

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from llm.errors import ConfigError, UserError
+from llm.lit.checkpoints import LastCheckpoint
 from llm.model import GPT
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
@@ -67,13 +68,26 @@ class TrainModule(L.LightningModule):
         """Stops the run (the last checkpoint stays as it was) or counts the step as skipped."""
         step = self.trainer.global_step
         if self.nonfinite == "stop":
+            fixes = "lower optim.lr, set trainer.gradient_clip_val, or pass nonfinite=skip to skip such steps"
+            kept = self.last_checkpoint_step()
+            if kept is None:
+                raise NonFiniteError(
+                    f"non-finite {what} ({value}) at step {step}, before any checkpoint was written; the run "
+                    f"stopped. To start again, {fixes}, and add overwrite=true (or choose another hydra.run.dir)"
+                )
             raise NonFiniteError(
                 f"non-finite {what} ({value}) at step {step}; the run stopped and checkpoints/last.ckpt keeps the "
-                "last good state. Lower optim.lr, set trainer.gradient_clip_val, or pass nonfinite=skip to skip "
-                "such steps, then resume with ckpt_path=last"
+                f"last good state (step {kept}). To go on, {fixes}, then resume with ckpt_path=last"
             )
         self.skipped_steps += 1
         self.log("train/skipped_steps", float(self.skipped_steps))
+
+    def last_checkpoint_step(self) -> int | None:
+        """The step of the last.ckpt this run wrote (or resumed from), or None when there is none."""
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, LastCheckpoint) and callback.path.is_file():
+                return callback.saved_step
+        return None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["skipped_steps"] = self.skipped_steps

@@ -25,6 +25,11 @@ class LastCheckpoint(L.Callback):
         self._first_batch = True
         self._saved_at = time.monotonic()
 
+    @property
+    def saved_step(self) -> int:
+        """The optimizer step of the checkpoint at `path` (this run's last save, or the one it resumed)."""
+        return self._saved_step
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_batch = True
         self._saved_step = self._seen_step = trainer.global_step
