@@ -19,7 +19,8 @@ from llm.errors import ConfigError
     [
         (
             "trian",
-            "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, components; llm --help",
+            "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, components; "
+            "llm --help",
         ),
         ("smaple", "unknown verb 'smaple' (did you mean sample?); choose one of:"),
         ("xyz", "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, components; llm --help lists them"),

@@ -198,13 +198,18 @@ def test_bad_beta_is_a_config_error_naming_the_setting(name: str, beta: object) 
 
 @pytest.mark.parametrize("value", [0.5, 0.7, -0.1, float("nan"), "0.1"])
 def test_bad_label_smoothing(value: object) -> None:
-    with pytest.raises(ConfigError, match=r"objective\.label_smoothing must be a number in \[0.0, 0.5\)"):
+    fix = r"; it is the probability that a label is wrong \(e\.g\. objective\.label_smoothing=0\.1\)$"
+    with pytest.raises(ConfigError, match=r"objective\.label_smoothing must be a number in \[0.0, 0.5\)" + ".*" + fix):
         OBJECTIVES.build("cdpo", label_smoothing=value)
 
 
 @pytest.mark.parametrize("value", [-0.5, float("inf"), float("nan"), None])
 def test_bad_gamma(value: object) -> None:
-    with pytest.raises(ConfigError, match=r"objective\.gamma must be a finite number >= 0.0.*objective\.gamma=0\.5"):
+    with pytest.raises(
+        ConfigError,
+        match=r"objective\.gamma must be a finite number >= 0.0.*it is the target reward margin "
+        r"\(e\.g\. objective\.gamma=0\.5\)$",
+    ):
         OBJECTIVES.build("simpo", gamma=value)
 
 

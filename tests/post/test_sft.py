@@ -63,3 +63,19 @@ def test_sft_writes_a_model_directory_with_its_chat_template(workdir: Path, base
     assert tokenizer.to_dict() == load_model_dir(base_model)[1].to_dict()
     assert load_chat_template(workdir / "sft" / "model") == DEFAULT_TEMPLATE
     assert json.loads((workdir / "sft" / "run_info.json").read_text())["base_model"] == str(base_model.resolve())
+
+
+def test_an_sft_run_resumes_exactly(workdir: Path, base_model: Path, sft_file: Path) -> None:
+    from tests.post.test_dpo import series
+
+    def sft_run(name: str, *extra: str) -> None:
+        run(compose_config("sft", [*post_overrides(workdir, base_model, sft_file, name, steps=8), *extra]), sft)
+
+    sft_run("sft-full")
+    stop = ["+callbacks.stop._target_=tests.helpers.StopAtStep", "+callbacks.stop.step=3"]
+    sft_run("sft-resumed", *stop)
+    sft_run("sft-resumed", "ckpt_path=last")
+    expected, got = series(workdir / "sft-full", "train/loss"), series(workdir / "sft-resumed", "train/loss")
+    assert sorted(got) == sorted(expected) == list(range(8))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5), step
