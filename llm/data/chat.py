@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llm.errors import UserError
+from llm.files import write_text_atomic
 
 TEMPLATE_FILE = "chat_template.json"
 ROLES = ("system", "user", "assistant")
@@ -84,4 +85,4 @@ def load_chat_template(model_dir: str | Path) -> ChatTemplate:
 
 
 def save_chat_template(template: ChatTemplate, model_dir: str | Path) -> None:
-    (Path(model_dir) / TEMPLATE_FILE).write_text(json.dumps(template.to_dict(), indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(Path(model_dir) / TEMPLATE_FILE, json.dumps(template.to_dict(), indent=1) + "\n")

@@ -171,6 +171,19 @@ class EpochBatchSampler(Sampler[list[int]]):
             yield order[j * self.batch_size : (j + 1) * self.batch_size].tolist()
 
 
+def held_out_split(n: int, val_fraction: float, split_seed: int, what: str) -> tuple[list[int], list[int]]:
+    """Indices of train and val items, each in file order: a permutation seeded by `split_seed` sends
+    round(n · val_fraction) items (at least 1) to val. `what` names the items in the error ("FILE: pairs")."""
+    n_val = max(1, round(n * val_fraction))
+    if n_val >= n:
+        raise PreferenceDataError(
+            f"{what}: {n} usable, too few to keep {n_val} for validation and train on the rest; add more or lower "
+            f"data.val_fraction (now {val_fraction})"
+        )
+    order = np.random.default_rng([split_seed, 1]).permutation(n)
+    return sorted(order[: n - n_val].tolist()), sorted(order[n - n_val :].tolist())
+
+
 def fingerprint(
     path: str | Path,
     format: str,
@@ -289,16 +302,10 @@ class PreferenceDataModule(L.LightningDataModule):
                 encoded.append(encode_pair(pair, self.tokenizer, self.block_size, self.prompt_budget))
             except TokenizerError as err:
                 raise TokenizerError(f"{self.path}, pair {number} (counting the pairs kept): {err}") from None
-        n_val = max(1, round(len(pairs) * self.val_fraction))
-        if n_val >= len(pairs):
-            raise PreferenceDataError(
-                f"{self.path} has {len(pairs)} usable pairs, too few to keep {n_val} for validation and train on "
-                f"the rest; add pairs or lower data.val_fraction (now {self.val_fraction})"
-            )
-        order = np.random.default_rng([self.split_seed, 1]).permutation(len(pairs))
+        split = held_out_split(len(pairs), self.val_fraction, self.split_seed, f"{self.path}: pairs")
         splits = []
-        for name, ids in (("train", order[: len(pairs) - n_val]), ("val", order[len(pairs) - n_val :])):
-            kept = [p for p in (encoded[i] for i in sorted(ids)) if p is not None]
+        for name, ids in zip(("train", "val"), split, strict=True):
+            kept = [p for p in (encoded[i] for i in ids) if p is not None]
             if not kept:
                 raise PreferenceDataError(
                     f"no pair of the {name} split of {self.path} leaves room for a response: each prompt fills the "
@@ -358,5 +365,6 @@ __all__ = [
     "collate_pairs",
     "encode_pair",
     "fingerprint",
+    "held_out_split",
     "read_pairs",
 ]

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from llm.data.chat import ChatTemplate
-from llm.data.preference import EpochBatchSampler
+from llm.data.preference import EpochBatchSampler, held_out_split
 from llm.data.preference_io import PreferenceDataError, jsonl_records
 from llm.objectives import IGNORE_INDEX
 from llm.tokenizer import Tokenizer, TokenizerError
@@ -164,15 +164,8 @@ class SFTDataModule(L.LightningDataModule):
 
     def load(self) -> tuple[list[Example], list[Example]]:
         examples, dropped = read_examples(self.path, self.tokenizer, self.block_size, self.template)
-        n_val = max(1, round(len(examples) * self.val_fraction))
-        if n_val >= len(examples):
-            raise SFTDataError(
-                f"{self.path} has {len(examples)} usable examples, too few to keep {n_val} for validation and "
-                f"train on the rest; add examples or lower data.val_fraction (now {self.val_fraction})"
-            )
-        order = np.random.default_rng([self.split_seed, 1]).permutation(len(examples))
-        train = [examples[i] for i in sorted(order[: len(examples) - n_val])]
-        val = [examples[i] for i in sorted(order[len(examples) - n_val :])]
+        train_ids, val_ids = held_out_split(len(examples), self.val_fraction, self.split_seed, f"{self.path}: examples")
+        train, val = [examples[i] for i in train_ids], [examples[i] for i in val_ids]
         if self.packing:
             train, val = pack(train, self.block_size), pack(val, self.block_size)
         log.info("sft data %s: %d train and %d val rows; %d examples dropped (no response token in the context)",

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from llm.run.rundir import write_text_atomic
+from llm.files import write_text_atomic
 
 
 class AppendingWriter(ExperimentWriter):

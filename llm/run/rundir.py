@@ -12,31 +12,17 @@ import json
 import os
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from llm.errors import RunDirError
+from llm.files import write_text_atomic
 
 RUN_FILES = ("config.yaml", "checkpoints", "summary.json", "metrics.csv", "model")
 LOCK = ".lock"
 FRESH_LOCK_SECONDS = 10.0  # a lock file this young with no pid in it is still being written
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes under a temporary name in the same folder, syncs, and renames: readers see all or nothing."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temp.open("x", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

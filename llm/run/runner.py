@@ -24,6 +24,7 @@ from rich.console import Console
 
 from llm.data.chat import ChatTemplate, save_chat_template
 from llm.export import save_model_dir
+from llm.files import write_text_atomic
 from llm.infer import sample_text
 from llm.lit.base import TrainModule
 from llm.lit.callbacks import Throughput
@@ -34,7 +35,7 @@ from llm.report.run_summary import plot_losses, print_summary
 from llm.run.checks import check_run_config
 from llm.run.console import logging_to
 from llm.run.resume import check_fits, find_checkpoint, read_checkpoint, resume_config
-from llm.run.rundir import RunDir, write_json, write_text_atomic
+from llm.run.rundir import RunDir, write_json
 from llm.tokenizer import Tokenizer, TokenizerError
 
 

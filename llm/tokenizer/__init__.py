@@ -6,11 +6,10 @@ Importing this package registers every trainer in TOKENIZERS (explicitly, below)
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from llm.files import write_text_atomic
 from llm.tokenizer.base import TOKENIZERS, Tokenizer, TokenizerError
 from llm.tokenizer.bpe import BPETokenizer
 from llm.tokenizer.byte import ByteTokenizer
@@ -29,17 +28,7 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> Path:
     """Writes `tokenizer` as JSON to `path` atomically: a reader sees the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(tokenizer.to_dict(), indent=1)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder, so os.replace is atomic
-    try:
-        with temp.open("x", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(tokenizer.to_dict(), indent=1))
     return path
 
 

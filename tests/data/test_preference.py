@@ -282,7 +282,7 @@ def test_module_errors(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=message):
             module(path, **options)
     one = write_pairs(tmp_path / "one.jsonl", n=1)
-    with pytest.raises(PreferenceDataError, match=r"one\.jsonl has 1 usable pairs, too few .* data\.val_fraction"):
+    with pytest.raises(PreferenceDataError, match=r"one\.jsonl: pairs: 1 usable, too few .* data\.val_fraction"):
         module(one).setup()
     long = write_pairs(tmp_path / "long.jsonl", n=4, long_prompts=(0, 1, 2, 3))
     with pytest.raises(PreferenceDataError, match=r"no pair of the train split .* data\.prompt_budget \(now 20\)"):

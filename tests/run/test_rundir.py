@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from llm.errors import RunDirError
-from llm.run.rundir import LOCK, RunDir, write_text_atomic
+from llm.files import write_text_atomic
+from llm.run.rundir import LOCK, RunDir
 
 
 def write_lock(directory: Path, pid: int) -> None:
