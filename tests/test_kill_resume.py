@@ -16,7 +16,7 @@ import torch
 
 from tests.conftest import tiny_overrides
 
-STEPS = 40
+STEPS = 120  # long enough that the kill always lands mid-run, even on a fast machine
 
 
 def llm(args: list[str], cwd: Path) -> list[str]:
