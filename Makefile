@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## make .venv and install llm with its dev tools (TORCH=... picks the torch build)
 
 train: $(STAMP)  ## train the quickstart GPT on the embedded corpus (ARGS="..." adds Hydra overrides)
-	$(BIN)/llm train $(ARGS)
+	$(BIN)/llm train experiment=quickstart $(ARGS)
 
 test: $(STAMP)  ## the fast test suite (what CI runs)
 	$(BIN)/pytest -q $(ARGS)

@@ -111,3 +111,9 @@ def test_train_help_says_what_the_verb_does_before_the_config(tmp_path: Path) ->
     head = out.stdout.split("== Config ==")[0]
     for text in ("Writes a run directory", "ckpt_path=last", "overwrite=true", "trainer.max_steps=N"):
         assert text in head, text
+
+
+def test_experiment_null_is_accepted(tmp_path: Path) -> None:
+    out = run(["train", "experiment=null", "--cfg", "job"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "max_steps: 2000" in out.stdout

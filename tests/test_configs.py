@@ -232,3 +232,11 @@ def test_shakespeare_char_is_nanogpts_cpu_recipe() -> None:
         "char",
     )
     assert cfg.data.val_fraction == 0.1
+
+
+def test_the_defaults_stand_on_their_own_and_experiment_null_works() -> None:
+    """No experiment is applied unless named: `llm train data=text data.path=x` carries no quickstart values."""
+    plain = compose_config("train", ["paths.run_dir=/x"])
+    quick = compose_config("train", ["experiment=quickstart", "paths.run_dir=/x"])
+    assert (plain.trainer.max_steps, plain.samples.prompt) == (2000, "")
+    assert (quick.trainer.max_steps, quick.samples.prompt) == (600, "def ")

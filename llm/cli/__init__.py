@@ -22,6 +22,10 @@ VERBS = {
 ALIASES = {verb: {"model": "model_dir", "reference": "reference_dir"} for verb in ("sft", "dpo")}
 
 
+# overrides that ask for what the configs already do; Hydra cannot parse a null group override
+NO_OPS = ("experiment=null",)
+
+
 def rename_keys(args: list[str], aliases: dict[str, str]) -> list[str]:
     """`model=DIR` -> `model_dir=DIR` for a verb whose config keeps model directories under another key."""
     renamed = []
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {unknown_verb(verb)}", file=sys.stderr)
         raise SystemExit(2)
     overrides = rename_keys(quote_free_text(args[1:]), ALIASES.get(verb, {}))  # any text is a prompt
+    overrides = [o for o in overrides if o not in NO_OPS]
     app = importlib.import_module(VERBS[verb][0])
     check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
     sys.argv = [f"llm {verb}", *overrides]
