@@ -277,6 +277,11 @@ def _(w: World) -> list[str]:
     return ["components", "model.n_head=3"]
 
 
+@case("train-budget-not-positive", "budget.tokens must be a number > 0 (or null), got 0")
+def _(w: World) -> list[str]:
+    return w.train("budget.tokens=0")
+
+
 # --- corpus ---------------------------------------------------------------------------------------------------
 
 

@@ -225,6 +225,8 @@ def check_numbers(cfg: DictConfig) -> None:
     need_int(cfg, "checkpoint.every_n_steps", 1, optional=True)
     need_number(cfg, "checkpoint.every_minutes", 0, above=True, optional=True)
     need_choice(cfg, "nonfinite", ("stop", "skip"))
+    for name in ("tokens", "flops", "seconds"):
+        need_number(cfg, f"budget.{name}", 0, above=True, optional=True)
     need_int(cfg, "samples.num", 0)
     need_int(cfg, "samples.max_new_tokens", 1)
     need_number(cfg, "samples.temperature", 0)

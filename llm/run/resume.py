@@ -32,6 +32,7 @@ RESUMABLE = (
     "samples.",
     "data.num_workers",
     "trainer.max_steps",
+    "budget.",
     "trainer.val_check_interval",
     "trainer.log_every_n_steps",
     "trainer.enable_progress_bar",

@@ -27,6 +27,7 @@ from llm.export import save_model_dir
 from llm.files import write_text_atomic
 from llm.infer import sample_text
 from llm.lit.base import TrainModule
+from llm.lit.budget import Budget
 from llm.lit.callbacks import Throughput
 from llm.lit.loggers import forget_steps_from
 from llm.lit.progress import StepProgressBar
@@ -93,10 +94,11 @@ def fit(cfg: DictConfig, parts: Parts, run_dir: Path, checkpoint: Path | None, s
         check_fits(saved, parts.module.state_dict(), checkpoint)
         resumed_step = int(saved["global_step"])
     throughput = Throughput()
+    budget = Budget(throughput, training_flops_per_token(parts.module.model.config), **budget_settings(cfg))
     progress = [StepProgressBar()] if cfg.trainer.enable_progress_bar else []
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.callbacks), throughput, *progress],
+        callbacks=[*instantiate_all(cfg.callbacks), throughput, budget, *progress],
         logger=instantiate_all(cfg.logger),
     )
     if trainer.is_global_zero:
@@ -110,11 +112,18 @@ def fit(cfg: DictConfig, parts: Parts, run_dir: Path, checkpoint: Path | None, s
     train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     final = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0]
     summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
+    summary.update(stopped_by=budget.stopped_by, flops=budget.spent()["flops"])
     if trainer.is_global_zero:
         finish_run(cfg, run_dir, module, parts.tokenizer, summary)
         if parts.chat_template is not None:
             save_chat_template(parts.chat_template, run_dir / "model")
     return summary
+
+
+def budget_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The `budget` node (tokens, flops, seconds; null: no limit); a config without one has no budget."""
+    node = cfg.get("budget")
+    return {} if node is None else {k: node.get(k) for k in ("tokens", "flops", "seconds")}
 
 
 def check_prompt(tokenizer: Tokenizer, samples: DictConfig) -> None:
