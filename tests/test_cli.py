@@ -78,16 +78,31 @@ def test_unknown_verb(tmp_path: Path) -> None:
     assert out.stderr.startswith("error: unknown verb 'trian' (did you mean train?); choose one of: train")
 
 
-def test_multirun_sweep_writes_one_run_directory_per_choice(tmp_path: Path, corpus_file: Path) -> None:
+def test_a_sweep_names_its_runs_by_what_varies_and_resumes(tmp_path: Path, corpus_file: Path) -> None:
     overrides = [o for o in tiny_overrides(tmp_path, corpus_file, steps=10) if not o.startswith("paths.run_dir")]
-    out = run(
-        ["train", "-m", *overrides, "model/position=rope,alibi", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path
-    )
+    sweep = ["train", "-m", *overrides, "model/position=rope,alibi", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    out = run(sweep, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    for job, position in enumerate(["rope", "alibi"]):
-        config = json.loads((tmp_path / "sweep" / str(job) / "model" / "config.json").read_text())
+    assert "2 started, 0 resumed, 0 skipped" in out.stdout
+    for position in ("rope", "alibi"):
+        run_dir = tmp_path / "sweep" / f"model.position={position}"
+        config = json.loads((run_dir / "model" / "config.json").read_text())
         assert config["model"]["position"]["name"] == position
-        assert json.loads((tmp_path / "sweep" / str(job) / "summary.json").read_text())["steps"] == 10
+        assert json.loads((run_dir / "summary.json").read_text())["steps"] == 10
+    listed = (tmp_path / "sweep" / "sweep.yaml").read_text()
+    assert "model/position:\n  - rope\n  - alibi" in listed and "- model.position=alibi" in listed
+    # run it again: the finished run is skipped untouched, the interrupted one (no summary) resumes
+    finished = tmp_path / "sweep" / "model.position=rope" / "summary.json"
+    stamp = finished.stat().st_mtime_ns
+    (tmp_path / "sweep" / "model.position=alibi" / "summary.json").unlink()
+    again = run(sweep, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 started, 1 resumed, 1 skipped" in again.stdout
+    assert finished.stat().st_mtime_ns == stamp
+    assert (tmp_path / "sweep" / "model.position=alibi" / "summary.json").is_file()
+    # the same sweep with another setting is refused, naming it
+    changed = run([*sweep, "trainer.max_steps=12"], tmp_path)
+    assert changed.returncode == 2 and "trainer.max_steps (saved 10, given 12)" in changed.stderr
 
 
 def test_the_console_shows_our_output_and_no_third_party_noise(tmp_path: Path, corpus_file: Path) -> None:

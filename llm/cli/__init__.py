@@ -8,6 +8,7 @@ import sys
 
 from llm.cli.compose_check import check_overrides_or_exit
 from llm.cli.freetext import quote_free_text
+from llm.cli.sweep import prepare_sweep
 
 VERBS = {
     "train": ("llm.cli.train", "pretrain a GPT (llm train experiment=shakespeare_char data.path=...)"),
@@ -65,5 +66,6 @@ def main(argv: list[str] | None = None) -> None:
     overrides = [o for o in overrides if o not in NO_OPS]
     app = importlib.import_module(VERBS[verb][0])
     check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
+    overrides = prepare_sweep(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
     sys.argv = [f"llm {verb}", *overrides]
     app.main()

@@ -13,6 +13,6 @@ CONFIG_DIR, CONFIG_NAME = config_dir(), "sft"
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     from llm.run.recipes import sft
-    from llm.run.runner import command_line_overrides, run
+    from llm.run.runner import command_line_overrides, is_sweep_run, run
 
-    run(cfg, sft, command_line_overrides())
+    run(cfg, sft, command_line_overrides(), sweep=is_sweep_run())

@@ -12,7 +12,7 @@ CONFIG_DIR, CONFIG_NAME = config_dir(), "train"
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
-    from llm.run.runner import command_line_overrides
-    from llm.train import train
+    from llm.run.recipes import pretrain
+    from llm.run.runner import command_line_overrides, is_sweep_run, run
 
-    train(cfg, command_line_overrides())
+    run(cfg, pretrain, command_line_overrides(), sweep=is_sweep_run())

@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -37,6 +38,7 @@ from llm.run.checks import check_run_config
 from llm.run.console import logging_to
 from llm.run.resume import check_fits, find_checkpoint, read_checkpoint, resume_config
 from llm.run.rundir import RunDir, write_json
+from llm.run.sweep import continue_run, write_status
 from llm.tokenizer import Tokenizer, TokenizerError
 
 
@@ -62,17 +64,33 @@ def command_line_overrides() -> list[str] | None:
     return list(HydraConfig.get().overrides.task)
 
 
-def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None) -> dict[str, Any]:
+def is_sweep_run() -> bool:
+    """Whether the Hydra app that is running now is one run of a multirun."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None, *, sweep: bool = False) -> dict[str, Any]:
     """Trains as configured and returns the summary written to summary.json.
 
     `overrides` are the command-line overrides (None from Python: every setting counts as given); on a
     resume (ckpt_path=...) they decide which settings the user meant to change, see llm.run.resume.
+    `sweep` (a run of a multirun): a folder that holds this run is skipped when finished and resumed when
+    interrupted, see llm.run.sweep.
     """
     started = time.perf_counter()
     check_run_config(cfg)
     run_dir = RunDir(cfg.paths.run_dir)
     with run_dir.claimed():
+        status = "started"
+        if sweep and cfg.ckpt_path is None and run_dir.holds_run():
+            status, finished = continue_run(run_dir, cfg)
+            write_status(run_dir.path, status)
+            Console(stderr=True).print(f"{status}: {run_dir.path}", highlight=False)
+            if finished is not None:
+                return finished
         checkpoint = find_checkpoint(cfg.ckpt_path, run_dir.path)
+        if sweep and status == "started":
+            write_status(run_dir.path, status)
         if checkpoint is None:
             aside = run_dir.start_fresh(bool(cfg.get("overwrite", False)))
             if aside is not None:

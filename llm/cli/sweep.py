@@ -1,0 +1,74 @@
+"""Multiruns (`llm train -m ...`) named by what varies, so the same sweep run again finds the same folders.
+
+Before Hydra runs, the sweep directory is fixed once (its default holds the time), each run's folder is named
+by its swept overrides only (`model.position=rope,seed=1`), and `sweep.yaml` lists what varied and the runs.
+At the end, a Hydra callback prints how many runs were started, resumed and skipped (llm/run/sweep.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from llm.files import write_text_atomic
+from llm.run.sweep import count_statuses
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+RUN_NAME_RESOLVER = "llm_run_name"
+
+
+def run_name(override_dirname: str) -> str:
+    """Hydra's `key=value,...` of the swept overrides as one folder name (a group's `/` becomes `.`)."""
+    return override_dirname.replace("/", ".") or "run"
+
+
+if not OmegaConf.has_resolver(RUN_NAME_RESOLVER):
+    OmegaConf.register_new_resolver(RUN_NAME_RESOLVER, run_name)
+
+
+def prepare_sweep(config_dir: Path, config_name: str, args: list[str]) -> list[str]:
+    """For a multirun: `args` plus the fixed sweep dir and folder naming; writes sweep.yaml. Else `args`."""
+    if not any(a in MULTIRUN_FLAGS for a in args):
+        return args
+    overrides = [a for a in args if not a.startswith("-")]
+    parsed = [o for o in OverridesParser.create().parse_overrides(overrides) if not o.is_hydra_override()]
+    varied = {str(o.key_or_group): list(o.sweep_string_iterator()) for o in parsed if o.is_sweep_override()}
+    if not varied:
+        return args
+    fixed = sorted({str(o.key_or_group) for o in parsed if not o.is_sweep_override()})
+    sweep_dir = resolved_sweep_dir(config_dir, config_name, overrides)
+    names = [
+        run_name(",".join(sorted(f"{k}={v}" for k, v in zip(varied, values, strict=True))))
+        for values in itertools.product(*varied.values())
+    ]
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(sweep_dir / "sweep.yaml", yaml.safe_dump({"varied": varied, "runs": names}, sort_keys=False))
+    return [
+        *args,
+        f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed)}]",
+    ]
+
+
+def resolved_sweep_dir(config_dir: Path, config_name: str, overrides: list[str]) -> Path:
+    """hydra.sweep.dir as given, or its default resolved now, once (it holds the time)."""
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        single = [o for o in overrides if "," not in o.split("=", 1)[-1] or o.startswith("hydra.")]
+        cfg = compose(config_name, single, return_hydra_config=True)
+    return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))).absolute()
+
+
+class SweepCounts(Callback):
+    """Prints how many runs of the multirun were started, resumed (from last.ckpt) and skipped (finished)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        counts = count_statuses(Path(str(config.hydra.sweep.dir)))
+        if any(counts.values()):
+            print(", ".join(f"{n} {status}" for status, n in counts.items()) + f" ({config.hydra.sweep.dir})")
