@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+
+def run_name(override_dirname: str) -> str:
+    """Hydra's `key=value,...` of a multirun's swept overrides as one folder name (a group's `/` becomes `.`).
+
+    Registered as the `llm_run_name` resolver here, where every verb's process (and a launcher's workers)
+    imports it, for `hydra.sweep.subdir` in conf/hydra/default.yaml."""
+    name = override_dirname.replace("/", ".") or "run"
+    if len(name) > 200:  # a file name has at most 255 bytes: keep a readable start and a digest of the rest
+        name = f"{name[:150]}...{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return name
+
+
+if not OmegaConf.has_resolver("llm_run_name"):
+    OmegaConf.register_new_resolver("llm_run_name", run_name)
 
 
 def config_dir() -> Path:

@@ -17,39 +17,38 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from llm.configs import run_name
 from llm.files import write_text_atomic
 from llm.run.sweep import count_statuses
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
-RUN_NAME_RESOLVER = "llm_run_name"
-
-
-def run_name(override_dirname: str) -> str:
-    """Hydra's `key=value,...` of the swept overrides as one folder name (a group's `/` becomes `.`)."""
-    return override_dirname.replace("/", ".") or "run"
-
-
-if not OmegaConf.has_resolver(RUN_NAME_RESOLVER):
-    OmegaConf.register_new_resolver(RUN_NAME_RESOLVER, run_name)
 
 
 def prepare_sweep(config_dir: Path, config_name: str, args: list[str]) -> list[str]:
     """For a multirun: `args` plus the fixed sweep dir and folder naming; writes sweep.yaml. Else `args`."""
-    if not any(a in MULTIRUN_FLAGS for a in args):
-        return args
     overrides = [a for a in args if not a.startswith("-")]
-    parsed = [o for o in OverridesParser.create().parse_overrides(overrides) if not o.is_hydra_override()]
-    varied = {str(o.key_or_group): list(o.sweep_string_iterator()) for o in parsed if o.is_sweep_override()}
-    if not varied:
+    searched = any(o.startswith("hparams_search=") for o in overrides)  # a sweeper that proposes the values
+    if not any(a in MULTIRUN_FLAGS for a in args) and not searched:
         return args
+    parsed = [o for o in OverridesParser.create().parse_overrides(overrides) if not o.is_hydra_override()]
+    varied: dict[str, Any] = {
+        str(o.key_or_group): list(o.sweep_string_iterator()) for o in parsed if o.is_sweep_override()
+    }
     fixed = sorted({str(o.key_or_group) for o in parsed if not o.is_sweep_override()})
-    sweep_dir = resolved_sweep_dir(config_dir, config_name, overrides)
-    names = [
-        run_name(",".join(sorted(f"{k}={v}" for k, v in zip(varied, values, strict=True))))
-        for values in itertools.product(*varied.values())
-    ]
+    sweep_dir, searched_params = resolved_sweep(config_dir, config_name, overrides)
+    if searched:
+        varied.update(searched_params)
+        names = None  # chosen by the sweeper as it goes
+    elif varied:
+        names = [
+            run_name(",".join(sorted(f"{k}={v}" for k, v in zip(varied, values, strict=True))))
+            for values in itertools.product(*varied.values())
+        ]
+    else:
+        return args
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(sweep_dir / "sweep.yaml", yaml.safe_dump({"varied": varied, "runs": names}, sort_keys=False))
+    listing = {"varied": varied, "runs": names if names is not None else "chosen by the hparams_search sweeper"}
+    write_text_atomic(sweep_dir / "sweep.yaml", yaml.safe_dump(listing, sort_keys=False))
     return [
         *args,
         f"hydra.sweep.dir={sweep_dir}",
@@ -57,12 +56,13 @@ def prepare_sweep(config_dir: Path, config_name: str, args: list[str]) -> list[s
     ]
 
 
-def resolved_sweep_dir(config_dir: Path, config_name: str, overrides: list[str]) -> Path:
-    """hydra.sweep.dir as given, or its default resolved now, once (it holds the time)."""
+def resolved_sweep(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[Path, dict[str, str]]:
+    """hydra.sweep.dir as given, or its default resolved now, once (it holds the time); and a sweeper's params."""
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         single = [o for o in overrides if "," not in o.split("=", 1)[-1] or o.startswith("hydra.")]
         cfg = compose(config_name, single, return_hydra_config=True)
-    return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))).absolute()
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir"))).absolute(), {str(k): str(v) for k, v in params.items()}
 
 
 class SweepCounts(Callback):

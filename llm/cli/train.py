@@ -11,8 +11,9 @@ CONFIG_DIR, CONFIG_NAME = config_dir(), "train"
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")
 @report_user_errors
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
     from llm.run.recipes import pretrain
-    from llm.run.runner import command_line_overrides, is_sweep_run, run
+    from llm.run.runner import command_line_overrides, is_sweep_run, optimized_value, run
 
-    run(cfg, pretrain, command_line_overrides(), sweep=is_sweep_run())
+    summary = run(cfg, pretrain, command_line_overrides(), sweep=is_sweep_run())
+    return optimized_value(summary, cfg.get("optimized_metric", "val_loss"))

@@ -31,6 +31,7 @@ RESUMABLE = (
     "checkpoint.",
     "samples.",
     "data.num_workers",
+    "threads",
     "trainer.max_steps",
     "budget.",
     "trainer.val_check_interval",

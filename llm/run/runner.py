@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from llm.data.chat import ChatTemplate, save_chat_template
+from llm.errors import ConfigError
 from llm.export import save_model_dir
 from llm.files import write_text_atomic
 from llm.infer import sample_text
@@ -39,6 +40,7 @@ from llm.run.console import logging_to
 from llm.run.resume import check_fits, find_checkpoint, read_checkpoint, resume_config
 from llm.run.rundir import RunDir, write_json
 from llm.run.sweep import continue_run, write_status
+from llm.run.threads import use_threads
 from llm.tokenizer import Tokenizer, TokenizerError
 
 
@@ -98,12 +100,15 @@ def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None, *, 
         elif (run_dir.path / "config.yaml").is_file():
             cfg = resume_config(run_dir.path / "config.yaml", cfg, overrides)
             check_run_config(cfg)
+        threads = use_threads(cfg.get("threads"))
         with logging_to(run_dir.path / "train.log"):
             L.seed_everything(cfg.seed, workers=True, verbose=False)  # the network's initial weights
-            return fit(cfg, recipe(cfg), run_dir.path, checkpoint, started)
+            return fit(cfg, recipe(cfg), run_dir.path, checkpoint, started, threads)
 
 
-def fit(cfg: DictConfig, parts: Parts, run_dir: Path, checkpoint: Path | None, started: float) -> dict[str, Any]:
+def fit(
+    cfg: DictConfig, parts: Parts, run_dir: Path, checkpoint: Path | None, started: float, threads: int
+) -> dict[str, Any]:
     """Checks what can be checked before training, trains, validates once more and finishes the run."""
     check_prompt(parts.tokenizer, cfg.samples)
     resumed_step = 0
@@ -130,12 +135,23 @@ def fit(cfg: DictConfig, parts: Parts, run_dir: Path, checkpoint: Path | None, s
     train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     final = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0]
     summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
-    summary.update(stopped_by=budget.stopped_by, flops=budget.spent()["flops"])
+    summary.update(stopped_by=budget.stopped_by, flops=budget.spent()["flops"], threads=threads)
     if trainer.is_global_zero:
         finish_run(cfg, run_dir, module, parts.tokenizer, summary)
         if parts.chat_template is not None:
             save_chat_template(parts.chat_template, run_dir / "model")
     return summary
+
+
+def optimized_value(summary: dict[str, Any], metric: str) -> float:
+    """summary[metric] as the number a sweeper optimises; a metric the summary lacks is an error listing them."""
+    value = summary.get(metric)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        numbers = sorted(k for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool))
+        raise ConfigError(
+            f"optimized_metric={metric!r} is not a number in summary.json; choose one of: {', '.join(numbers)}"
+        )
+    return float(value)
 
 
 def budget_settings(cfg: DictConfig) -> dict[str, Any]:
