@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
+from pathlib import Path
 
 from llm.cli.compose_check import check_overrides_or_exit
-from llm.cli.freetext import quote_free_text
+from llm.cli.freetext import hydra_quoted, quote_free_text
 from llm.cli.sweep import prepare_sweep
 
 VERBS = {
@@ -16,12 +17,16 @@ VERBS = {
     "dpo": ("llm.cli.dpo", "align a model directory with preference pairs (llm dpo model=DIR data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
+    "report": ("llm.cli.report", "compare the variants of a sweep over seeds (llm report multirun/<date>/<time>)"),
 }
 
 
 # what the user types -> the config key, where the natural name is taken by a config group (`model`)
 ALIASES = {verb: {"model": "model_dir", "reference": "reference_dir"} for verb in ("sft", "dpo")}
 
+
+# settings whose values are taken as typed (paths and variant labels hold `=` and `,`), per verb
+TEXT_KEYS = {"report": ("sweep_dir", "baseline")}
 
 # overrides that ask for what the configs already do; Hydra cannot parse a null group override
 NO_OPS = ("experiment=null",)
@@ -34,6 +39,22 @@ def rename_keys(args: list[str], aliases: dict[str, str]) -> list[str]:
         key, eq, value = arg.partition("=")
         renamed.append(f"{aliases[key]}={value}" if eq and key in aliases else arg)
     return renamed
+
+
+def positional_sweep_dir(args: list[str]) -> list[str]:
+    """`llm report DIR ...` -> `sweep_dir=DIR ...`: a first argument that is no override (or is an existing path)."""
+    if args and not args[0].startswith("-") and ("=" not in args[0] or Path(args[0]).exists()):
+        return [f"sweep_dir={args[0]}", *args[1:]]
+    return args
+
+
+def quote_text_keys(args: list[str], keys: tuple[str, ...]) -> list[str]:
+    """`key=any text` -> `key='any text'` quoted for Hydra, for each of `keys`."""
+    quoted = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        quoted.append(f"{key}={hydra_quoted(value)}" if eq and key in keys else arg)
+    return quoted
 
 
 def usage() -> str:
@@ -62,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"error: {unknown_verb(verb)}", file=sys.stderr)
         raise SystemExit(2)
-    overrides = rename_keys(quote_free_text(args[1:]), ALIASES.get(verb, {}))  # any text is a prompt
+    rest = positional_sweep_dir(args[1:]) if verb == "report" else args[1:]
+    rest = quote_text_keys(rest, TEXT_KEYS.get(verb, ()))
+    overrides = rename_keys(quote_free_text(rest), ALIASES.get(verb, {}))  # any text is a prompt
     overrides = [o for o in overrides if o not in NO_OPS]
     app = importlib.import_module(VERBS[verb][0])
     check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
