@@ -1,11 +1,13 @@
-"""Positional components. Each acts through one interface with three hooks, all at an explicit offset:
+"""Positional components. Each acts through one interface with three hooks, all at explicit positions:
 
-- `embed(x, offset)`: added to token embeddings (sinusoidal, learned);
-- `rotate(q, k, offset)`: applied to queries and keys inside attention (rope);
-- `score_bias(t_q, t_k)`: added to attention scores (alibi).
+- `embed(x, pos)`: added to token embeddings (sinusoidal, learned);
+- `rotate(q, k, pos)`: applied to queries and keys inside attention (rope);
+- `score_bias(q_pos, k_pos)`: added to attention scores (alibi).
 
-The hooks a component does not use are the identity (or no bias). `offset` is the position of the
-first token in `x` (or `q`), so a cached decoding step at position t is embedded at t, not 0.
+The hooks a component does not use are the identity (or no bias). `pos` is a (B, T) (or (1, T)) long tensor
+holding each token's own position, per row: a cached decoding step at position t is embedded at t, and the
+rows of a left-padded batch count from 0 at their first real token. `pos=None` means 0 .. T-1 for every row,
+training's case, and keeps its fast path (tables sliced, no per-row gather).
 """
 
 from __future__ import annotations
@@ -26,14 +28,20 @@ class Position(nn.Module):
 
     max_positions: int | None = None  # the longest sequence it can encode; None for unbounded
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:  # (B, T, C) -> (B, T, C)
+    def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:  # (B, T, C) -> (B, T, C)
         return x
 
-    def rotate(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:  # (B, H, T, hs)
+    def rotate(self, q: Tensor, k: Tensor, pos: Tensor | None = None) -> tuple[Tensor, Tensor]:  # (B, H, T, hs)
         return q, k
 
-    def score_bias(self, t_q: int, t_k: int) -> Tensor | None:  # None or (H, t_q, t_k)
+    def score_bias(self, q_pos: Tensor, k_pos: Tensor) -> Tensor | None:  # None or (B, H, T_q, T_k)
+        """q_pos (B, T_q) and k_pos (B, T_k) are the positions of queries and keys."""
         return None
+
+
+def positions_or_arange(pos: Tensor | None, t: int, device: torch.device) -> Tensor:
+    """`pos` itself, or 0 .. t-1 as a (1, t) tensor."""
+    return torch.arange(t, device=device)[None] if pos is None else pos
 
 
 @POSITIONS.register("none")
@@ -70,12 +78,16 @@ class Sinusoidal(Position):
         self.dim = config.n_embd
         self.register_buffer("table", sinusoidal_table(torch.arange(config.block_size), self.dim), persistent=False)
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
+    def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
         t = x.size(1)
-        if offset + t <= self.table.size(0):
-            pe = self.table[offset : offset + t]
+        if pos is None and t <= self.table.size(0):
+            pe = self.table[:t]
         else:
-            pe = sinusoidal_table(torch.arange(offset, offset + t, device=x.device), self.dim)
+            pos = positions_or_arange(pos, t, x.device)
+            if int(pos.max()) < self.table.size(0):
+                pe = self.table[pos]  # (B, T, C)
+            else:  # past the precomputed table: sinusoids extrapolate
+                pe = sinusoidal_table(pos.flatten(), self.dim).view(*pos.shape, self.dim)
         return x + pe.to(x.dtype)
 
 
@@ -88,16 +100,17 @@ class Learned(Position):
         self.max_positions = config.block_size
         self.table = nn.Embedding(config.block_size, config.n_embd)
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
-        t = x.size(1)
-        if offset + t > self.table.num_embeddings:
+    def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
+        t, n = x.size(1), self.table.num_embeddings
+        first, last = (0, t - 1) if pos is None else (int(pos.min()), int(pos.max()))
+        if last >= n:
             raise ValueError(
-                f"positions {offset}..{offset + t - 1} do not fit the learned position table of "
-                f"{self.table.num_embeddings} positions; "
-                f"shorten the input to at most {self.table.num_embeddings} tokens"
+                f"positions {first}..{last} do not fit the learned position table of {n} positions; "
+                f"shorten the input to at most {n} tokens"
             )
-        positions = torch.arange(offset, offset + t, device=x.device)
-        return x + self.table(positions)
+        if pos is None:
+            return x + self.table.weight[:t]
+        return x + self.table(pos)
 
 
 def rope_angles(positions: Tensor, head_dim: int, theta: float) -> Tensor:
@@ -133,13 +146,18 @@ class Rotary(Position):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def rotate(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
+    def rotate(self, q: Tensor, k: Tensor, pos: Tensor | None = None) -> tuple[Tensor, Tensor]:
         t = q.size(-2)
-        if offset + t <= self.cos.size(0):
-            cos, sin = self.cos[offset : offset + t], self.sin[offset : offset + t]
+        if pos is None and t <= self.cos.size(0):
+            cos, sin = self.cos[:t], self.sin[:t]  # (T, hs/2): training's path
         else:
-            angles = rope_angles(torch.arange(offset, offset + t, device=q.device), self.head_dim, self.theta)
-            cos, sin = angles.cos().float(), angles.sin().float()
+            pos = positions_or_arange(pos, t, q.device)
+            if int(pos.max()) < self.cos.size(0):
+                cos, sin = self.cos[pos], self.sin[pos]  # (B, T, hs/2)
+            else:  # past the precomputed table
+                angles = rope_angles(pos.flatten(), self.head_dim, self.theta).view(*pos.shape, -1)
+                cos, sin = angles.cos().float(), angles.sin().float()
+            cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): the same angles for every head
         return apply_rotation(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rotation(k, cos.to(k.dtype), sin.to(k.dtype))
 
 
@@ -166,9 +184,6 @@ class ALiBi(Position):
         super().__init__()
         self.register_buffer("slopes", alibi_slopes(config.n_head), persistent=False)
 
-    def score_bias(self, t_q: int, t_k: int) -> Tensor:
-        device = self.slopes.device
-        query_pos = torch.arange(t_k - t_q, t_k, device=device)[:, None]  # queries are the last t_q keys
-        key_pos = torch.arange(t_k, device=device)[None, :]
-        distance = (query_pos - key_pos).clamp(min=0).float()  # future keys are masked anyway
-        return -self.slopes[:, None, None] * distance[None]  # (H, t_q, t_k)
+    def score_bias(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
+        distance = (q_pos[:, :, None] - k_pos[:, None, :]).clamp(min=0).float()  # future keys are masked anyway
+        return -self.slopes[None, :, None, None] * distance[:, None]  # (B, H, T_q, T_k)
