@@ -83,7 +83,9 @@ def test_left_padded_rows_equal_each_row_alone(position: str, attention: str, wi
     lengths = [3, 7, 5]
     width = max(lengths)
     pad = torch.tensor([width - n for n in lengths])[:, None]
-    idx = torch.stack([torch.cat([torch.zeros(width - n, dtype=torch.long), r[:n]]) for r, n in zip(rows, lengths)])
+    idx = torch.stack(
+        [torch.cat([torch.zeros(width - n, dtype=torch.long), r[:n]]) for r, n in zip(rows, lengths, strict=True)]
+    )
     columns = torch.arange(width)[None]
     pos, mask = (columns - pad).clamp(min=0), columns >= pad
     with torch.no_grad():
@@ -92,7 +94,7 @@ def test_left_padded_rows_equal_each_row_alone(position: str, attention: str, wi
         for i, n in enumerate(lengths):
             torch.testing.assert_close(logits[i, 0], alone[i][n - 1], atol=1e-5, rtol=0)
         for s in range(4):
-            nxt = torch.stack([r[n + s] for r, n in zip(rows, lengths)])[:, None]
+            nxt = torch.stack([r[n + s] for r, n in zip(rows, lengths, strict=True)])[:, None]
             logits, cache = model.infer(nxt, cache=cache)  # positions continue each row's own
             for i, n in enumerate(lengths):
                 torch.testing.assert_close(logits[i, 0], alone[i][n + s], atol=1e-5, rtol=0)
