@@ -114,6 +114,25 @@ class GPT(nn.Module):
         return self.head(self.final_norm(x)), tuple(layers)
 
 
+class InferenceGraph(nn.Module):
+    """GPT.infer with every input and output a tensor and no branch on their values: the form to trace or export
+    (ONNX). A prefill passes a cache of length 0.
+
+    forward(idx (B, T), pos (B, T), key_mask (B, T), cache_pos (B, S), cache_mask (B, S), k_0, v_0, k_1, ...)
+        -> (last-position logits (B, 1, V), cache_pos (B, S + T), cache_mask (B, S + T), k_0, v_0, k_1, ...)
+    """
+
+    def __init__(self, model: GPT) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx: Tensor, pos: Tensor, key_mask: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
+        past = KVCache.from_tensors(cache)
+        key_pos, all_mask = torch.cat([past.pos, pos], dim=1), torch.cat([past.mask, key_mask], dim=1)
+        logits, layers = self.model.run(idx, Step(pos, key_pos, all_mask), past.layers, last_only=True)
+        return (logits, *KVCache(layers, key_pos, all_mask).tensors())
+
+
 def build_gpt(config: ModelConfig) -> GPT:
     """Builds a GPT from its description, looking every component up in its registry."""
 

@@ -7,7 +7,9 @@
 The hooks a component does not use are the identity (or no bias). `pos` is a (B, T) (or (1, T)) long tensor
 holding each token's own position, per row: a cached decoding step at position t is embedded at t, and the
 rows of a left-padded batch count from 0 at their first real token. `pos=None` means 0 .. T-1 for every row,
-training's case, and keeps its fast path (tables sliced, no per-row gather).
+training's case, and keeps its fast path (precomputed tables sliced). Given positions, sinusoids and rotary
+angles are computed from them (the same float64 formula as the tables, so the same values): no branch on the
+positions' values, so an inference step traces into one graph whatever the positions.
 """
 
 from __future__ import annotations
@@ -56,10 +58,7 @@ def sinusoidal_table(positions: Tensor, dim: int) -> Tensor:
     """PE(p, 2i) = sin(p / 10000^(2i/dim)), PE(p, 2i+1) = cos(p / 10000^(2i/dim)); shape (len(positions), dim)."""
     two_i = torch.arange(0, dim, 2, dtype=torch.float64, device=positions.device)
     angles = positions.to(torch.float64)[:, None] / torch.pow(10000.0, two_i / dim)[None, :]
-    table = torch.empty(len(positions), dim, dtype=torch.float64, device=positions.device)
-    table[:, 0::2] = torch.sin(angles)
-    table[:, 1::2] = torch.cos(angles)
-    return table.float()
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).flatten(-2).float()  # sin, cos interleaved
 
 
 @POSITIONS.register("sinusoidal")
@@ -82,12 +81,9 @@ class Sinusoidal(Position):
         t = x.size(1)
         if pos is None and t <= self.table.size(0):
             pe = self.table[:t]
-        else:
+        else:  # sinusoids extrapolate past the precomputed table
             pos = positions_or_arange(pos, t, x.device)
-            if int(pos.max()) < self.table.size(0):
-                pe = self.table[pos]  # (B, T, C)
-            else:  # past the precomputed table: sinusoids extrapolate
-                pe = sinusoidal_table(pos.flatten(), self.dim).view(*pos.shape, self.dim)
+            pe = sinusoidal_table(pos.flatten(), self.dim).view(*pos.shape, self.dim)  # (B, T, C)
         return x + pe.to(x.dtype)
 
 
@@ -102,6 +98,8 @@ class Learned(Position):
 
     def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
         t, n = x.size(1), self.table.num_embeddings
+        if torch.jit.is_tracing():  # a traced graph has no room for the check
+            return x + self.table(positions_or_arange(pos, t, x.device))
         first, last = (0, t - 1) if pos is None else (int(pos.min()), int(pos.max()))
         if last >= n:
             raise ValueError(
@@ -150,14 +148,10 @@ class Rotary(Position):
         t = q.size(-2)
         if pos is None and t <= self.cos.size(0):
             cos, sin = self.cos[:t], self.sin[:t]  # (T, hs/2): training's path
-        else:
+        else:  # also past the precomputed table
             pos = positions_or_arange(pos, t, q.device)
-            if int(pos.max()) < self.cos.size(0):
-                cos, sin = self.cos[pos], self.sin[pos]  # (B, T, hs/2)
-            else:  # past the precomputed table
-                angles = rope_angles(pos.flatten(), self.head_dim, self.theta).view(*pos.shape, -1)
-                cos, sin = angles.cos().float(), angles.sin().float()
-            cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): the same angles for every head
+            angles = rope_angles(pos.flatten(), self.head_dim, self.theta).view(*pos.shape, -1)  # (B, T, hs/2)
+            cos, sin = angles.cos().float()[:, None], angles.sin().float()[:, None]  # (B, 1, T, hs/2): every head
         return apply_rotation(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rotation(k, cos.to(k.dtype), sin.to(k.dtype))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from llm.model import ModelConfig, Part, build_gpt
+from llm.model.gpt import InferenceGraph
 from llm.model.kv_cache import KVCache
 
 POSITIONS = ["none", "learned", "sinusoidal", "rope", "alibi"]
@@ -130,3 +131,24 @@ def test_training_forward_keeps_the_fused_causal_path(monkeypatch: pytest.Monkey
         model(idx)
         model.infer(idx)
     assert len(calls) == 4 and all(c.get("is_causal") and c.get("attn_mask") is None for c in calls)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_the_inference_step_traces_into_one_graph_for_every_cache_length(position: str) -> None:
+    """InferenceGraph (tensors in, tensors out) traced once on a one-token step over a 3-token cache runs a step over
+    a 6-token cache and a left-padded batch as the eager model does: no value of the inputs is baked in."""
+    model = gpt(position, "fused", 2)
+    graph = InferenceGraph(model).eval()
+    idx = torch.randint(0, 13, (2, 8), generator=torch.Generator().manual_seed(5))
+    pos, mask = torch.tensor([[0, 1, 2], [0, 0, 1]]), torch.tensor([[True, True, True], [False, True, True]])
+    with torch.no_grad():
+        _, cache = model.infer(idx[:, :3], pos=pos, key_mask=mask)
+        example = (idx[:, 3:4], pos[:, -1:] + 1, torch.ones(2, 1, dtype=torch.bool), *cache.tensors())
+        traced = torch.jit.trace(graph, example, check_trace=False)
+        _, cache = model.infer(idx[:, 3:6], cache=cache)
+        expected, after = model.infer(idx[:, 6:7], cache=cache, last_only=True)
+        got = traced(idx[:, 6:7], cache.pos[:, -1:] + 1, torch.ones(2, 1, dtype=torch.bool), *cache.tensors())
+    torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
+    assert len(got) == 1 + len(after.tensors())
+    for a, b in zip(got[1:], after.tensors(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
