@@ -81,6 +81,8 @@ class CausalSelfAttention(nn.Module):
 
         None for training's plain causal attention (no step, no bias, no window): the fused path then uses
         SDPA's is_causal, and `causal` below builds the mask for the manual path."""
+        if step is None and self.window is None and not position.biases_scores:
+            return None  # training's plain causal attention, without building any positions
         if step is None:
             q_pos = k_pos = torch.arange(t, device=like.device)[None]
             key_mask = None

@@ -40,6 +40,11 @@ class Position(nn.Module):
         """q_pos (B, T_q) and k_pos (B, T_k) are the positions of queries and keys."""
         return None
 
+    @property
+    def biases_scores(self) -> bool:
+        """Whether this component overrides score_bias (else training's attention skips building positions)."""
+        return type(self).score_bias is not Position.score_bias
+
 
 def positions_or_arange(pos: Tensor | None, t: int, device: torch.device) -> Tensor:
     """`pos` itself, or 0 .. t-1 as a (1, t) tensor."""

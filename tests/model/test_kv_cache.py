@@ -152,3 +152,8 @@ def test_the_inference_step_traces_into_one_graph_for_every_cache_length(positio
     assert len(got) == 1 + len(after.tensors())
     for a, b in zip(got[1:], after.tensors(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_only_alibi_biases_scores() -> None:
+    """Training's attention asks for a bias only from components that override score_bias."""
+    assert [name for name in POSITIONS if gpt(name).position.biases_scores] == ["alibi"]
