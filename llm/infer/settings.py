@@ -142,8 +142,8 @@ def check_stop(value: Any) -> tuple[str, ...]:
     texts = list(value) if OmegaConf.is_list(value) or isinstance(value, list | tuple) else [value]
     if not texts or any(not isinstance(t, str) or not t for t in texts):
         raise ConfigError(
-            f"stop={show(value) or repr(value)} must be a non-empty text or a list of them (each ends a sample where it first "
-            "appears), e.g. stop=END or stop=[END,STOP], or null for none"
+            f"stop={show(value) or repr(value)} must be a non-empty text or a list of them (each ends a sample "
+            "where it first appears), e.g. stop=END or stop=[END,STOP], or null for none"
         )
     return tuple(texts)
 
