@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from llm.infer import GenerationSettings, complete, generate, generate_batch, sample_text, stream
+from llm.infer import GenerationSettings, complete, generate, generate_batch, sample_text, stream, stream_text
 from llm.infer.sampling import next_token, repetition_penalty, top_p_cut
 from llm.model import ModelConfig, Part, build_gpt
 from llm.model.kv_cache import KVCache
@@ -151,3 +151,15 @@ def test_generate_keeps_its_signature_and_seeded_sampling() -> None:
     a = generate(model, [1, 2], 10, 1.0, 3, torch.Generator().manual_seed(4))
     b = generate_batch(model, [[1, 2]], GenerationSettings(max_new_tokens=10, temperature=1.0, top_k=3, seed=4))[0]
     assert a == b and len(a) == 10
+
+
+def test_streamed_text_comes_in_pieces_and_holds_back_a_possible_stop() -> None:
+    """stream_text yields as tokens come, holding back only what could still start a stop string."""
+    tokenizer = train_tokenizer("char", ["abcdefghij\n"])
+    model, settings = Counter(11), GenerationSettings(max_new_tokens=30, temperature=0.0)
+    prompt = tokenizer.encode("a")
+    assert list(stream_text(model, tokenizer, prompt, settings))[:3] == ["b", "c", "d"]
+    for stop in ([], ["ef"], ["zz", "\n", "hi"], ["zzz"]):
+        pieces = list(stream_text(model, tokenizer, prompt, settings, stop))
+        assert "".join(pieces) == complete(model, tokenizer, prompt, settings, stop)
+    assert list(stream_text(model, tokenizer, prompt, settings, ["ef"])) == ["b", "c", "d"]
