@@ -638,6 +638,21 @@ def _(w: World) -> list[str]:
     return sample(w, "num_samples=0")
 
 
+@case("sample-top-p-out-of-range", "top_p=1.5 must be a number in (0, 1]", "or null for no cut")
+def _(w: World) -> list[str]:
+    return sample(w, "top_p=1.5")
+
+
+@case("sample-repetition-penalty-zero", "repetition_penalty=0 must be a number > 0", "repetition_penalty=1.2")
+def _(w: World) -> list[str]:
+    return sample(w, "repetition_penalty=0")
+
+
+@case("sample-stop-empty", "stop='' must be a non-empty text or a list of them", "or null for none")
+def _(w: World) -> list[str]:
+    return sample(w, "stop=''")
+
+
 @case("sample-seed-negative", "seed=-1 must be an integer from 0 to", "or null for a different text each run")
 def _(w: World) -> list[str]:
     return sample(w, "seed=-1")

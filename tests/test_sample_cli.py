@@ -199,6 +199,31 @@ def test_several_samples_and_no_seed(
     assert out.count("\n---\n") == 1
 
 
+def test_greedy_sampling_is_the_cached_greedy_continuation_and_stop_cuts_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, char_model: Path
+) -> None:
+    """temperature=0 prints the greedy continuation of generate (on the cache); stop=TEXT ends it before TEXT."""
+    from llm.export import load_model_dir
+    from llm.infer import generate
+
+    model, tokenizer = load_model_dir(char_model, device="cpu")
+    expected = "ab" + tokenizer.decode(generate(model, tokenizer.encode("ab"), 12, temperature=0.0))
+    code, out, err = sample(
+        capsys, monkeypatch, f"model={char_model}", "prompt=ab", "max_new_tokens=12", "temperature=0"
+    )
+    assert code == 0, err
+    assert out == expected + "\n"
+    cut = expected[4]  # a character of the continuation: the sample ends just before its first appearance
+    code, out, err = sample(
+        capsys, monkeypatch, f"model={char_model}", "prompt=ab", "max_new_tokens=12", "temperature=0", f"stop={cut}"
+    )
+    assert code == 0, err
+    assert out == expected[: expected.index(cut, 2)] + "\n"
+    args = ("top_p=0.9", "repetition_penalty=1.3", "stop=[x,y]", "max_new_tokens=5")
+    code, out, err = sample(capsys, monkeypatch, f"model={char_model}", "prompt=ab", *args)
+    assert code == 0, err
+
+
 def test_help_says_what_the_verb_does_before_the_config(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +257,14 @@ BAD_SETTINGS = {
     "device=CUDA": ["device=CUDA"],
     "device=meta": ["device=meta"],
     "device=7": ["device=7"],
+    "top_p=0": ["top_p=0", "(0, 1]", "null"],
+    "top_p=1.5": ["top_p=1.5"],
+    "top_p=much": ["top_p=much"],
+    "repetition_penalty=0": ["repetition_penalty=0", "> 0"],
+    "repetition_penalty=-2": ["repetition_penalty=-2"],
+    "stop=''": ["stop=", "non-empty text"],
+    "stop=[a,'']": ["stop=", "non-empty text"],
+    "stop=3": ["stop=3"],
 }
 
 

@@ -1,4 +1,5 @@
-"""`llm sample model=<dir> prompt=... [prompt_file max_new_tokens temperature top_k seed num_samples device]`."""
+"""`llm sample model=<dir> prompt=... [prompt_file max_new_tokens temperature top_k top_p repetition_penalty stop seed
+num_samples device]`. Generation runs on the model's key/value cache (llm.infer)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,19 @@ def app(cfg: DictConfig) -> None:
     for i in range(s.num_samples):
         if i:
             print("\n---\n")
-        print(sample_text(model, tokenizer, s.prompt, s.max_new_tokens, s.temperature, s.top_k, s.sample_seed(i)))
+        text = sample_text(
+            model,
+            tokenizer,
+            s.prompt,
+            s.max_new_tokens,
+            s.temperature,
+            s.top_k,
+            s.sample_seed(i),
+            top_p=s.top_p,
+            repetition_penalty=s.repetition_penalty,
+            stop=s.stop,
+        )
+        print(text)
 
 
 def main() -> None:

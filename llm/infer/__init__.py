@@ -1,5 +1,5 @@
-"""Generation: sampling next tokens from a trained GPT."""
+"""Generation: sampling next tokens from a trained GPT, with the model's key/value cache."""
 
-from llm.infer.generate import generate, sample_text
+from llm.infer.generate import GenerationSettings, complete, generate, generate_batch, sample_text, stream, stream_text
 
-__all__ = ["generate", "sample_text"]
+__all__ = ["GenerationSettings", "complete", "generate", "generate_batch", "sample_text", "stream", "stream_text"]

@@ -32,6 +32,9 @@ class SampleSettings:
     temperature: float
     top_k: int | None
     seed: int | None
+    top_p: float | None
+    repetition_penalty: float
+    stop: tuple[str, ...]
     num_samples: int
     device: str
 
@@ -61,6 +64,9 @@ def check_sample_settings(cfg: DictConfig) -> SampleSettings:
         max_new_tokens=check_count("max_new_tokens", cfg.max_new_tokens, "the number of tokens generated", 200),
         temperature=check_temperature(cfg.temperature),
         top_k=check_top_k(cfg.top_k),
+        top_p=check_top_p(cfg.get("top_p")),
+        repetition_penalty=check_repetition_penalty(cfg.get("repetition_penalty", 1.0)),
+        stop=check_stop(cfg.get("stop")),
         seed=check_seed(cfg.seed),
         num_samples=check_count("num_samples", cfg.num_samples, "the number of texts generated", 1),
         device=check_device(cfg.device),
@@ -107,6 +113,39 @@ def check_top_k(value: Any) -> int | None:
             "or null to sample from the whole vocabulary"
         )
     return value
+
+
+def check_top_p(value: Any) -> float | None:
+    if value is not None and (
+        not (is_int(value) or isinstance(value, float)) or not math.isfinite(value) or not 0 < value <= 1
+    ):
+        raise ConfigError(
+            f"top_p={show(value)} must be a number in (0, 1] (sample among the most likely tokens holding that much "
+            "probability), or null for no cut, e.g. top_p=0.9"
+        )
+    return None if value is None else float(value)
+
+
+def check_repetition_penalty(value: Any) -> float:
+    if not (is_int(value) or isinstance(value, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"repetition_penalty={show(value)} must be a number > 0 (above 1 makes tokens already seen less "
+            "likely; 1 is none), e.g. repetition_penalty=1.2"
+        )
+    return float(value)
+
+
+def check_stop(value: Any) -> tuple[str, ...]:
+    """null, a text or a list of texts, none empty."""
+    if value is None:
+        return ()
+    texts = list(value) if OmegaConf.is_list(value) or isinstance(value, list | tuple) else [value]
+    if not texts or any(not isinstance(t, str) or not t for t in texts):
+        raise ConfigError(
+            f"stop={show(value) or repr(value)} must be a non-empty text or a list of them (each ends a sample "
+            "where it first appears), e.g. stop=END or stop=[END,STOP], or null for none"
+        )
+    return tuple(texts)
 
 
 def check_seed(value: Any) -> int | None:

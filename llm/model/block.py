@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from llm.model.attention import CausalSelfAttention
+from llm.model.kv_cache import LayerKV, Step
 from llm.model.positions import Position
 from llm.registry import Registry
 
@@ -18,7 +19,10 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.attn, self.norm2, self.mlp = norm1, attn, norm2, mlp
 
-    def forward(self, x: Tensor, position: Position, offset: int = 0) -> Tensor:
+    def forward(
+        self, x: Tensor, position: Position, step: Step | None = None, past: LayerKV | None = None
+    ) -> tuple[Tensor, LayerKV]:
+        """(B, T, C) -> (B, T, C) and the attention's keys and values (see CausalSelfAttention.forward)."""
         raise NotImplementedError
 
 
@@ -26,15 +30,21 @@ class Block(nn.Module):
 class PreNormBlock(Block):
     """x + f(norm(x)) (GPT-2, Llama): the residual stream itself is never normalised."""
 
-    def forward(self, x: Tensor, position: Position, offset: int = 0) -> Tensor:
-        x = x + self.attn(self.norm1(x), position, offset)
-        return x + self.mlp(self.norm2(x))
+    def forward(
+        self, x: Tensor, position: Position, step: Step | None = None, past: LayerKV | None = None
+    ) -> tuple[Tensor, LayerKV]:
+        a, kv = self.attn(self.norm1(x), position, step, past)
+        x = x + a
+        return x + self.mlp(self.norm2(x)), kv
 
 
 @BLOCKS.register("post")
 class PostNormBlock(Block):
     """norm(x + f(x)): the original Transformer's "Add & Norm"."""
 
-    def forward(self, x: Tensor, position: Position, offset: int = 0) -> Tensor:
-        x = self.norm1(x + self.attn(x, position, offset))
-        return self.norm2(x + self.mlp(x))
+    def forward(
+        self, x: Tensor, position: Position, step: Step | None = None, past: LayerKV | None = None
+    ) -> tuple[Tensor, LayerKV]:
+        a, kv = self.attn(x, position, step, past)
+        x = self.norm1(x + a)
+        return self.norm2(x + self.mlp(x)), kv

@@ -2,6 +2,11 @@
 
 `build_gpt` is the one place where component names become classes.
 
+Two entry points share one body:
+    model(idx)                  training: logits (B, T, V) at positions 0 .. T-1 (the fast path)
+    model.infer(idx, pos=..., cache=..., key_mask=..., last_only=...) -> (logits, cache)
+                                inference: per-row positions, left padding, a KV cache in and out
+
 Weight names (stable; export and checkpoints rely on them):
     token_embedding.weight                 (V, C)
     position.table.weight                  (block_size, C), learned positions only
@@ -19,11 +24,13 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 from llm.model.attention import ATTENTIONS
 from llm.model.block import BLOCKS, Block
 from llm.model.config import ModelConfig
+from llm.model.kv_cache import KVCache, LayerKV, Step
 from llm.model.mlp import MLPS
 from llm.model.norm import NORMS
 from llm.model.positions import POSITIONS, Position
@@ -57,13 +64,73 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: Tensor, offset: int = 0) -> Tensor:
-        """Token ids (B, T) -> next-token logits (B, T, V); `offset` is the position of idx[:, 0]."""
-        x = self.position.embed(self.token_embedding(idx), offset)  # (B, T, C)
+    def forward(self, idx: Tensor, pos: Tensor | None = None) -> Tensor:
+        """Token ids (B, T) -> next-token logits (B, T, V). `pos` (B or 1, T): each token's position; None is
+        0 .. T-1 (training)."""
+        step = None if pos is None else Step(pos, pos, None)
+        logits, _ = self.run(idx, step, None, last_only=False)
+        return logits
+
+    def infer(
+        self,
+        idx: Tensor,
+        *,
+        pos: Tensor | None = None,
+        cache: KVCache | None = None,
+        key_mask: Tensor | None = None,
+        last_only: bool = False,
+    ) -> tuple[Tensor, KVCache]:
+        """One inference call: a prefill (no cache) or a decoding step (the cache of the tokens before idx).
+
+        idx (B, T) token ids; pos (B, T) their positions, by default continuing each row's cache
+        (0 .. T-1 without one); key_mask (B, T) True for real tokens, False for (left) padding, by default all
+        real. Returns logits (B, T, V), or (B, 1, V) for the last position with `last_only`, and the cache
+        extended by idx. Keys of padding are never attended to; a padding query's output is meaningless.
+        """
+        b, t = idx.shape
+        device = idx.device
+        if pos is None:
+            start = 0 if cache is None else cache.pos[:, -1:] + 1
+            pos = (torch.arange(t, device=device)[None] + start).expand(b, t)
+        mask = torch.ones(b, t, dtype=torch.bool, device=device) if key_mask is None else key_mask
+        key_pos = pos if cache is None else torch.cat([cache.pos, pos], dim=1)
+        all_mask = mask if cache is None else torch.cat([cache.mask, mask], dim=1)
+        plain = cache is None and key_mask is None and bool((pos == torch.arange(t, device=device)).all())
+        step = None if plain else Step(pos, key_pos, None if bool(all_mask.all()) else all_mask)
+        logits, layers = self.run(idx, step, None if cache is None else cache.layers, last_only=last_only)
+        return logits, KVCache(layers, key_pos, all_mask)
+
+    def run(
+        self, idx: Tensor, step: Step | None, past: tuple[LayerKV, ...] | None, *, last_only: bool
+    ) -> tuple[Tensor, tuple[LayerKV, ...]]:
+        x = self.position.embed(self.token_embedding(idx), None if step is None else step.pos)  # (B, T, C)
         x = self.dropout(x)
-        for block in self.blocks:
-            x = block(x, self.position, offset)
-        return self.head(self.final_norm(x))
+        layers = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, self.position, step, None if past is None else past[i])
+            layers.append(kv)
+        if last_only:
+            x = x[:, -1:]
+        return self.head(self.final_norm(x)), tuple(layers)
+
+
+class InferenceGraph(nn.Module):
+    """GPT.infer with every input and output a tensor and no branch on their values: the form to trace or export
+    (ONNX). A prefill passes a cache of length 0.
+
+    forward(idx (B, T), pos (B, T), key_mask (B, T), cache_pos (B, S), cache_mask (B, S), k_0, v_0, k_1, ...)
+        -> (last-position logits (B, 1, V), cache_pos (B, S + T), cache_mask (B, S + T), k_0, v_0, k_1, ...)
+    """
+
+    def __init__(self, model: GPT) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx: Tensor, pos: Tensor, key_mask: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
+        past = KVCache.from_tensors(cache)
+        key_pos, all_mask = torch.cat([past.pos, pos], dim=1), torch.cat([past.mask, key_mask], dim=1)
+        logits, layers = self.model.run(idx, Step(pos, key_pos, all_mask), past.layers, last_only=True)
+        return (logits, *KVCache(layers, key_pos, all_mask).tensors())
 
 
 def build_gpt(config: ModelConfig) -> GPT:

@@ -1,11 +1,15 @@
-"""Positional components. Each acts through one interface with three hooks, all at an explicit offset:
+"""Positional components. Each acts through one interface with three hooks, all at explicit positions:
 
-- `embed(x, offset)`: added to token embeddings (sinusoidal, learned);
-- `rotate(q, k, offset)`: applied to queries and keys inside attention (rope);
-- `score_bias(t_q, t_k)`: added to attention scores (alibi).
+- `embed(x, pos)`: added to token embeddings (sinusoidal, learned);
+- `rotate(q, k, pos)`: applied to queries and keys inside attention (rope);
+- `score_bias(q_pos, k_pos)`: added to attention scores (alibi).
 
-The hooks a component does not use are the identity (or no bias). `offset` is the position of the
-first token in `x` (or `q`), so a cached decoding step at position t is embedded at t, not 0.
+The hooks a component does not use are the identity (or no bias). `pos` is a (B, T) (or (1, T)) long tensor
+holding each token's own position, per row: a cached decoding step at position t is embedded at t, and the
+rows of a left-padded batch count from 0 at their first real token. `pos=None` means 0 .. T-1 for every row,
+training's case, and keeps its fast path (precomputed tables sliced). Given positions, sinusoids and rotary
+angles are computed from them (the same float64 formula as the tables, so the same values): no branch on the
+positions' values, so an inference step traces into one graph whatever the positions.
 """
 
 from __future__ import annotations
@@ -26,14 +30,25 @@ class Position(nn.Module):
 
     max_positions: int | None = None  # the longest sequence it can encode; None for unbounded
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:  # (B, T, C) -> (B, T, C)
+    def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:  # (B, T, C) -> (B, T, C)
         return x
 
-    def rotate(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:  # (B, H, T, hs)
+    def rotate(self, q: Tensor, k: Tensor, pos: Tensor | None = None) -> tuple[Tensor, Tensor]:  # (B, H, T, hs)
         return q, k
 
-    def score_bias(self, t_q: int, t_k: int) -> Tensor | None:  # None or (H, t_q, t_k)
+    def score_bias(self, q_pos: Tensor, k_pos: Tensor) -> Tensor | None:  # None or (B, H, T_q, T_k)
+        """q_pos (B, T_q) and k_pos (B, T_k) are the positions of queries and keys."""
         return None
+
+    @property
+    def biases_scores(self) -> bool:
+        """Whether this component overrides score_bias (else training's attention skips building positions)."""
+        return type(self).score_bias is not Position.score_bias
+
+
+def positions_or_arange(pos: Tensor | None, t: int, device: torch.device) -> Tensor:
+    """`pos` itself, or 0 .. t-1 as a (1, t) tensor."""
+    return torch.arange(t, device=device)[None] if pos is None else pos
 
 
 @POSITIONS.register("none")
@@ -48,10 +63,7 @@ def sinusoidal_table(positions: Tensor, dim: int) -> Tensor:
     """PE(p, 2i) = sin(p / 10000^(2i/dim)), PE(p, 2i+1) = cos(p / 10000^(2i/dim)); shape (len(positions), dim)."""
     two_i = torch.arange(0, dim, 2, dtype=torch.float64, device=positions.device)
     angles = positions.to(torch.float64)[:, None] / torch.pow(10000.0, two_i / dim)[None, :]
-    table = torch.empty(len(positions), dim, dtype=torch.float64, device=positions.device)
-    table[:, 0::2] = torch.sin(angles)
-    table[:, 1::2] = torch.cos(angles)
-    return table.float()
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).flatten(-2).float()  # sin, cos interleaved
 
 
 @POSITIONS.register("sinusoidal")
@@ -70,12 +82,13 @@ class Sinusoidal(Position):
         self.dim = config.n_embd
         self.register_buffer("table", sinusoidal_table(torch.arange(config.block_size), self.dim), persistent=False)
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
+    def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
         t = x.size(1)
-        if offset + t <= self.table.size(0):
-            pe = self.table[offset : offset + t]
-        else:
-            pe = sinusoidal_table(torch.arange(offset, offset + t, device=x.device), self.dim)
+        if pos is None and t <= self.table.size(0):
+            pe = self.table[:t]
+        else:  # sinusoids extrapolate past the precomputed table
+            pos = positions_or_arange(pos, t, x.device)
+            pe = sinusoidal_table(pos.flatten(), self.dim).view(*pos.shape, self.dim)  # (B, T, C)
         return x + pe.to(x.dtype)
 
 
@@ -88,16 +101,19 @@ class Learned(Position):
         self.max_positions = config.block_size
         self.table = nn.Embedding(config.block_size, config.n_embd)
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
-        t = x.size(1)
-        if offset + t > self.table.num_embeddings:
+    def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
+        t, n = x.size(1), self.table.num_embeddings
+        if torch.jit.is_tracing():  # a traced graph has no room for the check
+            return x + self.table(positions_or_arange(pos, t, x.device))
+        first, last = (0, t - 1) if pos is None else (int(pos.min()), int(pos.max()))
+        if last >= n:
             raise ValueError(
-                f"positions {offset}..{offset + t - 1} do not fit the learned position table of "
-                f"{self.table.num_embeddings} positions; "
-                f"shorten the input to at most {self.table.num_embeddings} tokens"
+                f"positions {first}..{last} do not fit the learned position table of {n} positions; "
+                f"shorten the input to at most {n} tokens"
             )
-        positions = torch.arange(offset, offset + t, device=x.device)
-        return x + self.table(positions)
+        if pos is None:
+            return x + self.table.weight[:t]
+        return x + self.table(pos)
 
 
 def rope_angles(positions: Tensor, head_dim: int, theta: float) -> Tensor:
@@ -133,13 +149,14 @@ class Rotary(Position):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def rotate(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
+    def rotate(self, q: Tensor, k: Tensor, pos: Tensor | None = None) -> tuple[Tensor, Tensor]:
         t = q.size(-2)
-        if offset + t <= self.cos.size(0):
-            cos, sin = self.cos[offset : offset + t], self.sin[offset : offset + t]
-        else:
-            angles = rope_angles(torch.arange(offset, offset + t, device=q.device), self.head_dim, self.theta)
-            cos, sin = angles.cos().float(), angles.sin().float()
+        if pos is None and t <= self.cos.size(0):
+            cos, sin = self.cos[:t], self.sin[:t]  # (T, hs/2): training's path
+        else:  # also past the precomputed table
+            pos = positions_or_arange(pos, t, q.device)
+            angles = rope_angles(pos.flatten(), self.head_dim, self.theta).view(*pos.shape, -1)  # (B, T, hs/2)
+            cos, sin = angles.cos().float()[:, None], angles.sin().float()[:, None]  # (B, 1, T, hs/2): every head
         return apply_rotation(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rotation(k, cos.to(k.dtype), sin.to(k.dtype))
 
 
@@ -166,9 +183,6 @@ class ALiBi(Position):
         super().__init__()
         self.register_buffer("slopes", alibi_slopes(config.n_head), persistent=False)
 
-    def score_bias(self, t_q: int, t_k: int) -> Tensor:
-        device = self.slopes.device
-        query_pos = torch.arange(t_k - t_q, t_k, device=device)[:, None]  # queries are the last t_q keys
-        key_pos = torch.arange(t_k, device=device)[None, :]
-        distance = (query_pos - key_pos).clamp(min=0).float()  # future keys are masked anyway
-        return -self.slopes[:, None, None] * distance[None]  # (H, t_q, t_k)
+    def score_bias(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
+        distance = (q_pos[:, :, None] - k_pos[:, None, :]).clamp(min=0).float()  # future keys are masked anyway
+        return -self.slopes[None, :, None, None] * distance[:, None]  # (B, H, T_q, T_k)

@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from llm.infer import generate, sample_text
+from llm.errors import ConfigError
+from llm.infer import GenerationSettings, generate, generate_batch, sample_text
 from llm.infer.generate import next_token
 from llm.model import ModelConfig, Part, build_gpt
+from llm.model.kv_cache import KVCache
 from llm.model.positions import Position
 from llm.tokenizer import train_tokenizer
 
@@ -48,16 +50,52 @@ def test_sample_text_starts_with_the_prompt() -> None:
     assert text.startswith("abc") and len(text) == 8
 
 
+def record_calls(model) -> list[tuple[list[int], int]]:
+    """Each call of model.infer as (the ids of row 0, the length of the cache passed in, 0 without one)."""
+    calls: list[tuple[list[int], int]] = []
+    infer = model.infer
+
+    def spy(idx, **kwargs):
+        cache = kwargs.get("cache")
+        calls.append((idx[0].tolist(), 0 if cache is None else cache.length))
+        return infer(idx, **kwargs)
+
+    model.infer = spy
+    return calls
+
+
 def test_each_step_sees_only_the_last_block_size_tokens() -> None:
-    """The model is called on the last block_size ids (prompt and generated so far), never on more or older ones."""
+    """The model is called on the last block_size ids (prompt and generated so far), never on more or older ones:
+    with a full window, each step rebuilds the cache from the last block_size tokens (the context policy "slide")."""
     model = tiny_model("rope").eval()  # rope has no position table, so an uncropped window would run too
-    windows: list[list[int]] = []
-    model.register_forward_pre_hook(lambda module, args: windows.append(args[0][0].tolist()))
+    calls = record_calls(model)
     prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # longer than block_size = 8
     new = generate(model, prompt, 5, temperature=0.0)
     ids = prompt + new
-    assert windows == [ids[: len(prompt) + i][-8:] for i in range(5)]
-    assert windows[0] == [3, 4, 5, 6, 7, 8, 9, 10]
+    assert calls == [(ids[: len(prompt) + i][-8:], 0) for i in range(5)]
+    assert calls[0][0] == [3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_steps_use_the_cache_until_the_window_is_full_then_slide() -> None:
+    """A 3-token prompt and 8 new tokens with block_size 8: prefill 3, then 5 cached one-token steps (the cache
+    grows 3 .. 7), and once 8 tokens fill the window, each step rebuilds the cache from the last 8 tokens."""
+    model = tiny_model("learned").eval()
+    calls = record_calls(model)
+    prompt = [1, 2, 3]
+    ids = prompt + generate(model, prompt, 8, temperature=0.0)
+    # the call after j new tokens: the sequence holds 3 + j tokens, the cache all but the newest
+    expected = [(prompt, 0)] + [([ids[2 + j]], 2 + j) for j in range(1, 6)]
+    expected += [(ids[: 3 + j][-8:], 0) for j in (6, 7)]
+    assert calls == expected
+
+
+def test_the_error_policy_refuses_what_does_not_fit() -> None:
+    """context="error": prompt + max_new_tokens - 1 positions must fit block_size (8); 3 + 6 - 1 = 8 fits."""
+    model = tiny_model("rope").eval()
+    settings = GenerationSettings(max_new_tokens=6, temperature=0.0, context="error")
+    assert generate_batch(model, [[1, 2, 3]], settings)[0] == generate(model, [1, 2, 3], 6, temperature=0.0)
+    with pytest.raises(ConfigError, match="need 9 positions but the model's context \\(block_size\\) is 8"):
+        generate_batch(model, [[1, 2, 3]], GenerationSettings(max_new_tokens=7, context="error"))
 
 
 def test_greedy_tokens_are_the_argmax_over_the_cropped_window() -> None:
@@ -119,6 +157,10 @@ class FixedLogits(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.logits.expand(idx.size(0), idx.size(1), -1)
+
+    def infer(self, idx: torch.Tensor, *, last_only: bool = False, **kwargs) -> tuple[torch.Tensor, KVCache]:
+        logits = self(idx[:, -1:] if last_only else idx)
+        return logits, KVCache((), torch.zeros_like(idx), torch.ones_like(idx, dtype=torch.bool))
 
 
 def test_generate_passes_the_temperature_on() -> None:

@@ -108,7 +108,11 @@ def test_causal_mask_by_hand() -> None:
         ],
         dtype=torch.bool,
     )
-    assert torch.equal(causal_mask(4, 4, 2, torch.device("cpu")), expected)
-    assert torch.equal(causal_mask(4, 4, None, torch.device("cpu")), torch.ones(4, 4).tril().bool())
+    pos = torch.arange(4)[None]
+    assert torch.equal(causal_mask(pos, pos, 2)[0], expected)
+    assert torch.equal(causal_mask(pos, pos, None)[0], torch.ones(4, 4).tril().bool())
     # a cached step: one query at position 3 over keys 0..3
-    assert torch.equal(causal_mask(1, 4, 2, torch.device("cpu")), expected[3:])
+    assert torch.equal(causal_mask(pos[:, 3:], pos, 2)[0], expected[3:])
+    # by position, not by index: a left-padded row whose keys sit at positions 0, 0, 1, 2 (the first is padding)
+    padded = torch.tensor([[0, 0, 1, 2]])
+    assert torch.equal(causal_mask(padded[:, 3:], padded, 2)[0], torch.tensor([[0, 0, 1, 1]], dtype=torch.bool))

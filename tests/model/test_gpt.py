@@ -48,16 +48,16 @@ def test_weight_tying_on_and_off() -> None:
     assert "head.weight" in dict(untied.named_parameters())
 
 
-def test_forward_shapes_and_offset() -> None:
+def test_forward_shapes_and_positions() -> None:
     torch.manual_seed(0)
     model = build_gpt(ModelConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8)).eval()
     idx = torch.randint(0, 11, (3, 10))
     logits = model(idx)
     assert logits.shape == (3, 10, 11)
-    # a lone token at offset 0 sees only itself, just as the first token of the full sequence does
+    # a lone token at position 0 sees only itself, just as the first token of the full sequence does
     torch.testing.assert_close(model(idx[:, :1]), logits[:, :1])
-    # ... but at offset 4 it gets position 4's embedding, so its logits differ
-    assert not torch.allclose(model(idx[:, :1], offset=4), logits[:, :1])
+    # ... but at position 4 it gets position 4's embedding, so its logits differ
+    assert not torch.allclose(model(idx[:, :1], pos=torch.tensor([[4]])), logits[:, :1])
 
 
 def test_weight_names_are_stable() -> None:

@@ -11,6 +11,11 @@ from llm.model import ModelConfig
 from llm.model.positions import POSITIONS, alibi_slopes
 
 
+def at(first: int, t: int) -> torch.Tensor:
+    """Positions first .. first + t - 1 as a (1, t) tensor."""
+    return torch.arange(first, first + t)[None]
+
+
 def position(name: str, n_embd: int = 16, n_head: int = 2, block_size: int = 32, **options):
     config = ModelConfig(vocab_size=5, block_size=block_size, n_head=n_head, n_embd=n_embd)
     return POSITIONS.build(name, config, **options)
@@ -47,11 +52,15 @@ def test_sinusoidal_values_by_hand() -> None:
 def test_sinusoidal_offset_and_beyond_the_table() -> None:
     pe = position("sinusoidal", block_size=8)
     x = torch.randn(2, 3, 16)
-    shifted = pe.embed(x, offset=38) - x  # positions 38, 39, 40: past the precomputed 8
+    shifted = pe.embed(x, at(38, 3)) - x  # positions 38, 39, 40: past the precomputed 8
     for j, p in enumerate((38, 39, 40)):
         expected = torch.tensor([sinusoid(p, dim, 16) for dim in range(16)])
         torch.testing.assert_close(shifted[1, j], expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(pe.embed(x, offset=2) - x, (pe.embed(torch.zeros(1, 5, 16)))[:, 2:].expand(2, 3, 16))
+    torch.testing.assert_close(pe.embed(x, at(2, 3)) - x, (pe.embed(torch.zeros(1, 5, 16)))[:, 2:].expand(2, 3, 16))
+    # per-row positions: row 0 at 0, 1, 2 and row 1 at 38, 39, 40 (one inside, one past the table)
+    rows = pe.embed(x, torch.tensor([[0, 1, 2], [38, 39, 40]])) - x
+    torch.testing.assert_close(rows[0], pe.embed(torch.zeros(1, 3, 16))[0])
+    torch.testing.assert_close(rows[1], shifted[1])
 
 
 # ---- rope ---------------------------------------------------------------------------------------------
@@ -62,7 +71,7 @@ def test_rope_is_a_rotation_of_half_pairs_by_hand() -> None:
     x = torch.tensor([1.0, 2.0, 3.0, 4.0])
     for p in (0, 3, 15, 20):  # 20 lies past the precomputed table
         q = x.view(1, 1, 1, 4)
-        rotated, _ = rope.rotate(q, q.clone(), offset=p)
+        rotated, _ = rope.rotate(q, q.clone(), at(p, 1))
         a, b = p * 1.0, p / 100.0  # pair (x0, x2) turns by p·θ^0, pair (x1, x3) by p·θ^(-2/4)
         expected = [
             1 * math.cos(a) - 3 * math.sin(a),
@@ -76,11 +85,15 @@ def test_rope_is_a_rotation_of_half_pairs_by_hand() -> None:
 def test_rope_rotates_each_sequence_position_by_its_own_angle() -> None:
     rope = position("rope", n_embd=8, n_head=2, block_size=16)
     q, k = torch.randn(2, 2, 5, 4), torch.randn(2, 2, 5, 4)
-    rq, rk = rope.rotate(q, k, offset=3)
+    rq, rk = rope.rotate(q, k, at(3, 5))
     for j in range(5):
-        one_q, one_k = rope.rotate(q[:, :, j : j + 1], k[:, :, j : j + 1], offset=3 + j)
+        one_q, one_k = rope.rotate(q[:, :, j : j + 1], k[:, :, j : j + 1], at(3 + j, 1))
         torch.testing.assert_close(rq[:, :, j : j + 1], one_q)
         torch.testing.assert_close(rk[:, :, j : j + 1], one_k)
+    # per-row positions: row 1 shifted by 20 (past the table of 16) rotates as a lone row at 23 .. 27 would
+    pq, _ = rope.rotate(q, k, torch.stack([torch.arange(3, 8), torch.arange(23, 28)]))
+    torch.testing.assert_close(pq[:1], rq[:1])
+    torch.testing.assert_close(pq[1:], rope.rotate(q[1:], k[1:], at(23, 5))[0])
 
 
 def test_rope_scores_depend_only_on_distance() -> None:
@@ -89,7 +102,7 @@ def test_rope_scores_depend_only_on_distance() -> None:
     q, k = torch.randn(1, 1, 1, 8, generator=generator), torch.randn(1, 1, 1, 8, generator=generator)
 
     def score(m: int, n: int) -> float:
-        return (rope.rotate(q, q, m)[0] * rope.rotate(k, k, n)[1]).sum().item()
+        return (rope.rotate(q, q, at(m, 1))[0] * rope.rotate(k, k, at(n, 1))[1]).sum().item()
 
     for s in (1, 7, 30):
         assert score(5 + s, 2 + s) == pytest.approx(score(5, 2), abs=1e-5)
@@ -99,7 +112,7 @@ def test_rope_scores_depend_only_on_distance() -> None:
 def test_rope_theta_option() -> None:
     rope = position("rope", n_embd=8, n_head=2, theta=100.0)  # head size 4: frequencies 1 and 100^(-1/2)
     x = torch.tensor([0.0, 1.0, 0.0, 0.0]).view(1, 1, 1, 4)
-    rotated, _ = rope.rotate(x, x, offset=2)
+    rotated, _ = rope.rotate(x, x, at(2, 1))
     torch.testing.assert_close(rotated.flatten(), torch.tensor([0.0, math.cos(0.2), 0.0, math.sin(0.2)]))
 
 
@@ -120,7 +133,7 @@ def test_alibi_slopes_twelve_heads() -> None:
 
 def test_alibi_bias_matrix() -> None:
     alibi = position("alibi", n_embd=16, n_head=8)
-    bias = alibi.score_bias(4, 4)
+    bias = alibi.score_bias(at(0, 4), at(0, 4))[0]
     assert bias.shape == (8, 4, 4)
     distance = torch.tensor(  # i - j on and below the diagonal; future keys (masked anyway) get 0
         [
@@ -133,7 +146,10 @@ def test_alibi_bias_matrix() -> None:
     torch.testing.assert_close(bias[0], -0.5 * distance)
     torch.testing.assert_close(bias[2], -0.125 * distance)
     torch.testing.assert_close(bias[7], -distance / 256)
-    torch.testing.assert_close(alibi.score_bias(1, 4), bias[:, 3:])  # a decoding step: the last query
+    torch.testing.assert_close(alibi.score_bias(at(3, 1), at(0, 4))[0], bias[:, 3:])  # a decoding step
+    # a left-padded row (keys at positions 0, 0, 1, 2; the first is padding): distances are by position
+    padded = torch.tensor([[0, 0, 1, 2]])
+    torch.testing.assert_close(alibi.score_bias(padded, padded)[0, :, 1:, 1:], bias[:, :3, :3])
 
 
 # ---- the shared interface -----------------------------------------------------------------------------
@@ -144,15 +160,16 @@ def test_unused_hooks_are_identities(name: str) -> None:
     pe = position(name)
     x, q, k = torch.randn(1, 4, 16), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8)
     adds = name in ("sinusoidal", "learned")
-    assert torch.equal(pe.embed(x, 1), x) != adds
-    rotated = pe.rotate(q, k, 1)
+    assert torch.equal(pe.embed(x, at(1, 4)), x) != adds
+    rotated = pe.rotate(q, k, at(1, 4))
     assert (torch.equal(rotated[0], q) and torch.equal(rotated[1], k)) != (name == "rope")
-    assert (pe.score_bias(4, 4) is None) != (name == "alibi")
+    assert (pe.score_bias(at(0, 4), at(0, 4)) is None) != (name == "alibi")
 
 
 def test_learned_positions_add_table_rows_and_refuse_past_the_table() -> None:
     learned = position("learned", block_size=8)
     x = torch.zeros(1, 3, 16)
-    torch.testing.assert_close(learned.embed(x, offset=5)[0], learned.table.weight[5:8])
+    torch.testing.assert_close(learned.embed(x, at(5, 3))[0], learned.table.weight[5:8])
+    torch.testing.assert_close(learned.embed(x, torch.tensor([[0, 0, 1]]))[0], learned.table.weight[[0, 0, 1]])
     with pytest.raises(ValueError, match="positions 6..8 do not fit the learned position table of 8"):
-        learned.embed(x, offset=6)
+        learned.embed(x, at(6, 3))

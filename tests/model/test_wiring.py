@@ -112,12 +112,12 @@ def test_rope_and_alibi_change_outputs_versus_none_with_the_same_weights(positio
 @pytest.mark.parametrize("attention", ATTENTIONS)
 @pytest.mark.parametrize("position", ORDERED_POSITIONS)
 def test_only_absolute_positions_depend_on_the_offset(position: str, attention: str) -> None:
-    """rope and alibi see only distances, so shifting the whole sequence (offset) changes nothing; learned and
-    sinusoidal add the embedding of the absolute position, so it does."""
+    """rope and alibi see only distances, so shifting the whole sequence (to positions 5, 6, 7) changes nothing;
+    learned and sinusoidal add the embedding of the absolute position, so it does."""
     model = gpt(position, attention)
     idx = TOKENS[:, :3]
     with torch.no_grad():
-        at_zero, shifted = model(idx), model(idx, offset=5)
+        at_zero, shifted = model(idx), model(idx, pos=torch.arange(5, 8)[None])
     if position in ("rope", "alibi"):
         torch.testing.assert_close(shifted, at_zero, atol=1e-5, rtol=0)
     else:
