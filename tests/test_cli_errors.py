@@ -23,7 +23,10 @@ from llm.errors import ConfigError
             "report; llm --help",
         ),
         ("smaple", "unknown verb 'smaple' (did you mean sample?); choose one of:"),
-        ("xyz", "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, components, report; llm --help lists them"),
+        (
+            "xyz",
+            "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, components, report; llm --help lists them",
+        ),
     ],
 )
 def test_an_unknown_verb_names_the_closest(verb: str, message: str) -> None:
