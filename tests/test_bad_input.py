@@ -785,6 +785,48 @@ def _(w: World) -> list[str]:
     return ["sft", f"model={model}", f"data.path={data}", f"hydra.run.dir={w.tmp / 'sft'}"]
 
 
+# --- sweeps and reports (llm train -m, llm report) ----------------------------------------------------------------
+
+
+def finished_sweep(w: World) -> Path:
+    """A sweep folder holding one finished run (a copy of the module's finished run)."""
+    (w.tmp / "sweep").mkdir()
+    shutil.copytree(w.request.getfixturevalue("finished_run"), w.tmp / "sweep" / "seed=0")
+    return w.tmp / "sweep"
+
+
+@case("report-not-a-sweep", "is not a sweep: no run directory")
+def _(w: World) -> list[str]:
+    w.file("notes/readme.txt", "hello")
+    return ["report", str(w.tmp / "notes")]
+
+
+@case("report-empty-sweep", "is empty: no run has started in it yet")
+def _(w: World) -> list[str]:
+    (w.tmp / "sweep").mkdir()
+    w.file("sweep/multirun.yaml", "{}")
+    return ["report", str(w.tmp / "sweep")]
+
+
+@case("report-unknown-baseline", "baseline 'nosuch' names no variant", "the variants are:")
+def _(w: World) -> list[str]:
+    return ["report", str(finished_sweep(w)), "baseline=nosuch"]
+
+
+@case("report-unknown-metric", "no finished run has the metric 'val_acc'; choose one they have:")
+def _(w: World) -> list[str]:
+    return ["report", str(finished_sweep(w)), "metric=val_acc"]
+
+
+@case("sweep-changed-settings", "was made with other settings: trainer.max_steps (saved 4, given 5)")
+def _(w: World) -> list[str]:
+    run = w.finished_copy("sweep/model.position=learned")
+    w.then(unchanged(run))
+    tiny = [o for o in tiny_overrides(w.tmp, w.corpus, steps=5) if not o.startswith("paths.")]
+    extra = ["trainer.val_check_interval=2", "samples.num=0", f"paths.cache_dir={w.shared / 'cache'}"]
+    return ["train", "-m", *tiny, *extra, "model/position=learned,rope", f"hydra.sweep.dir={w.tmp / 'sweep'}"]
+
+
 # --- training (non-finite) ------------------------------------------------------------------------------------
 
 
