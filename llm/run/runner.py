@@ -31,8 +31,9 @@ from llm.infer import sample_text
 from llm.lit.base import TrainModule
 from llm.lit.budget import Budget
 from llm.lit.callbacks import Throughput
-from llm.lit.loggers import forget_steps_from
+from llm.lit.loggers import ResumableCSVLogger, forget_steps_from
 from llm.lit.progress import StepProgressBar
+from llm.lit.trackers import has_csv, log_run_end, started
 from llm.model.counting import count_parameters, training_flops_per_token
 from llm.report.run_summary import plot_losses, print_summary
 from llm.run.checks import check_run_config
@@ -122,7 +123,7 @@ def fit(
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=[*instantiate_all(cfg.callbacks), throughput, budget, *progress],
-        logger=instantiate_all(cfg.logger),
+        logger=build_loggers(cfg, run_dir),
     )
     if trainer.is_global_zero:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -137,7 +138,8 @@ def fit(
     summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
     summary.update(stopped_by=budget.stopped_by, flops=budget.spent()["flops"], threads=threads)
     if trainer.is_global_zero:
-        finish_run(cfg, run_dir, module, parts.tokenizer, summary)
+        samples = finish_run(cfg, run_dir, module, parts.tokenizer, summary)
+        log_run_end(trainer.loggers, OmegaConf.to_container(cfg, resolve=True), summary, samples)  # type: ignore[arg-type]
         if parts.chat_template is not None:
             save_chat_template(parts.chat_template, run_dir / "model")
     return summary
@@ -181,6 +183,23 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    """The configured loggers, each started now; the CSV log is always among them (loss.png and reports read it)."""
+    node = cfg.get("logger") or {}
+    fallback = bool(node.get("fallback", False))
+    warn = Console(stderr=True).print
+    loggers = [
+        logger
+        for name, entry in node.items()
+        if isinstance(entry, DictConfig) and "_target_" in entry
+        for logger in [started(str(name), lambda entry=entry: instantiate(entry), fallback, warn)]
+        if logger is not None
+    ]
+    if not has_csv(loggers):
+        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="", version=""))
+    return loggers
+
+
 def instantiate_all(node: DictConfig | None) -> list[Any]:
     """Instantiates each `_target_` entry of a group such as callbacks or logger; null entries are skipped."""
     if not node:
@@ -212,8 +231,8 @@ def summarize(
     }
 
 
-def finish_run(cfg: DictConfig, run_dir: Path, module: TrainModule, tokenizer: Tokenizer, summary: dict) -> None:
-    """Writes model/, summary.json, loss.png and samples.txt, and prints the summary and samples."""
+def finish_run(cfg: DictConfig, run_dir: Path, module: TrainModule, tokenizer: Tokenizer, summary: dict) -> list[str]:
+    """Writes model/, summary.json, loss.png and samples.txt, and prints the summary and samples (returned)."""
     save_model_dir(run_dir / "model", module.model, tokenizer)
     write_json(run_dir / "summary.json", summary)
     plot_losses(run_dir / "metrics.csv", run_dir / "loss.png")
@@ -229,3 +248,4 @@ def finish_run(cfg: DictConfig, run_dir: Path, module: TrainModule, tokenizer: T
         console.rule(f"sample {i}")
         console.print(text, markup=False, highlight=False)
     console.print(f"run directory: {run_dir}")
+    return samples
