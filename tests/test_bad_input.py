@@ -795,6 +795,18 @@ def finished_sweep(w: World) -> Path:
     return w.tmp / "sweep"
 
 
+@case("sweep-folder-in-use", "is in use by process", "wait for that run to end")
+def _(w: World) -> list[str]:
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    w.request.addfinalizer(holder.kill)
+    (w.tmp / "sweep").mkdir()
+    lock = {"pid": holder.pid, "host": socket.gethostname(), "started": 0}
+    w.file("sweep/.lock", json.dumps(lock))
+    w.then(unchanged(w.tmp / "sweep"))
+    tiny = [o for o in tiny_overrides(w.tmp, w.corpus, steps=5) if not o.startswith("paths.")]
+    return ["train", "-m", *tiny, "model/position=learned,rope", f"hydra.sweep.dir={w.tmp / 'sweep'}"]
+
+
 @case("report-not-a-sweep", "is not a sweep: no run directory")
 def _(w: World) -> list[str]:
     w.file("notes/readme.txt", "hello")

@@ -132,3 +132,20 @@ def test_experiment_null_is_accepted(tmp_path: Path) -> None:
     out = run(["train", "experiment=null", "--cfg", "job"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "max_steps: 2000" in out.stdout
+
+
+def test_a_second_sweep_into_a_folder_in_use_is_refused_and_touches_nothing(tmp_path: Path, corpus_file: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": holder.pid, "host": __import__("socket").gethostname(), "started": 0}
+        (sweep_dir / ".lock").write_text(json.dumps(lock))
+        overrides = [o for o in tiny_overrides(tmp_path, corpus_file, steps=5) if not o.startswith("paths.run_dir")]
+        out = run(["train", "-m", *overrides, "model/position=rope,alibi", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert f"is in use by process {holder.pid}" in out.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == [".lock"]

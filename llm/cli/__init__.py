@@ -10,6 +10,7 @@ from pathlib import Path
 from llm.cli.compose_check import check_overrides_or_exit
 from llm.cli.freetext import hydra_quoted, quote_free_text
 from llm.cli.sweep import prepare_sweep
+from llm.errors import UserError
 
 VERBS = {
     "train": ("llm.cli.train", "pretrain a GPT (llm train experiment=shakespeare_char data.path=...)"),
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     overrides = [o for o in overrides if o not in NO_OPS]
     app = importlib.import_module(VERBS[verb][0])
     check_overrides_or_exit(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
-    overrides = prepare_sweep(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
+    try:
+        overrides = prepare_sweep(app.CONFIG_DIR, app.CONFIG_NAME, overrides)
+    except UserError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(2) from e
     sys.argv = [f"llm {verb}", *overrides]
     app.main()

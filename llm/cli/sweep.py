@@ -7,6 +7,7 @@ At the end, a Hydra callback prints how many runs were started, resumed and skip
 
 from __future__ import annotations
 
+import atexit
 import itertools
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm.configs import run_name
 from llm.files import write_text_atomic
+from llm.run.rundir import RunDir
 from llm.run.sweep import count_statuses
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -46,7 +48,7 @@ def prepare_sweep(config_dir: Path, config_name: str, args: list[str]) -> list[s
         ]
     else:
         return args
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    hold_sweep_dir(sweep_dir)
     listing = {"varied": varied, "runs": names if names is not None else "chosen by the hparams_search sweeper"}
     write_text_atomic(sweep_dir / "sweep.yaml", yaml.safe_dump(listing, sort_keys=False))
     return [
@@ -54,6 +56,15 @@ def prepare_sweep(config_dir: Path, config_name: str, args: list[str]) -> list[s
         f"hydra.sweep.dir={sweep_dir}",
         f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed)}]",
     ]
+
+
+def hold_sweep_dir(sweep_dir: Path) -> None:
+    """Locks the sweep folder for this multirun's process (released when it exits): a second sweep started into
+    the same folder is refused before it writes anything there."""
+    folder = RunDir(sweep_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.hold()  # refuses a live holder, takes over a dead one's lock
+    atexit.register(folder.release)
 
 
 def resolved_sweep(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[Path, dict[str, str]]:

@@ -68,6 +68,16 @@ class RunDir:
         finally:
             self._release_lock()
 
+    def hold(self) -> None:
+        """Takes the lock until release() (for a holder that outlives one `with` block: a sweep)."""
+        try:
+            self._take_lock()
+        except OSError as e:
+            raise RunDirError(f"cannot write to {self.path} ({e.strerror or e}); choose a writable folder") from e
+
+    def release(self) -> None:
+        self._release_lock()
+
     def _take_lock(self) -> None:
         lock = self.path / LOCK
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
