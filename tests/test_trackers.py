@@ -91,3 +91,22 @@ def test_with_fallback_the_run_goes_on_with_the_csv_log(tmp_path: Path, corpus_f
     bad = f"logger.mlflow.tracking_uri=sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
     summary = run_train(tmp_path, corpus_file, "logger=[mlflow]", bad, "logger.fallback=true")
     assert summary["steps"] == 10 and (tmp_path / "run" / "metrics.csv").is_file()
+
+
+def test_the_runs_of_a_sweep_share_a_wandb_group_and_log_their_samples(tmp_path: Path, corpus_file: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    overrides = [o for o in tiny_overrides(tmp_path, corpus_file, steps=4) if not o.startswith("paths.run_dir")]
+    args = ["train", "-m", *overrides, "logger=[csv,wandb]", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'my-sweep'}"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-m", "llm", *args], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for seed in (1, 2):
+        (offline,) = (tmp_path / "my-sweep" / f"seed={seed}" / "wandb").glob("offline-run-*/run-*.wandb")
+        records = wandb_records(offline)
+        (run_record,) = [r.run for r in records if r.HasField("run")]
+        assert run_record.run_group == "my-sweep"
+        logged = {name(i) for r in records if r.WhichOneof("record_type") == "history" for i in r.history.item}
+        assert "samples/_type" in logged  # the table of generated samples
