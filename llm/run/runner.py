@@ -204,7 +204,7 @@ def instantiate_all(node: DictConfig | None) -> list[Any]:
     """Instantiates each `_target_` entry of a group such as callbacks or logger; null entries are skipped."""
     if not node:
         return []
-    return [instantiate(entry) for entry in node.values() if entry is not None and "_target_" in entry]
+    return [instantiate(entry) for entry in node.values() if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
 def summarize(
