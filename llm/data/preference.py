@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -152,6 +153,12 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return math.ceil(self.size / self.batch_size)
+
+    def resume_at(self, trainer: Any) -> EpochBatchSampler:
+        """Starts at the first micro-batch a (resumed) trainer has not trained on; no trainer: at the start."""
+        if trainer is not None:
+            self.next = self.batches_before_step(trainer.global_step, trainer.accumulate_grad_batches)
+        return self
 
     def batches_before_step(self, step: int, accumulate: int) -> int:
         """The batches read before optimizer step `step`: an epoch of n batches takes ceil(n / accumulate) steps,
@@ -338,10 +345,7 @@ class PreferenceDataModule(L.LightningDataModule):
             )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochBatchSampler(len(self.train_pairs), self.batch_size, self.seed)
-        trainer = self.trainer
-        if trainer is not None:  # resume: continue at the first micro-batch not yet trained on
-            sampler.next = sampler.batches_before_step(trainer.global_step, trainer.accumulate_grad_batches)
+        sampler = EpochBatchSampler(len(self.train_pairs), self.batch_size, self.seed).resume_at(self.trainer)
         dataset = PreferenceDataset(self.train_pairs)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers)
 

@@ -176,10 +176,7 @@ class SFTDataModule(L.LightningDataModule):
         self.splits  # noqa: B018 (reads and encodes once)
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochBatchSampler(len(self.splits[0]), self.batch_size, self.seed)
-        trainer = self.trainer
-        if trainer is not None:  # resume: continue at the first micro-batch not yet trained on
-            sampler.next = sampler.batches_before_step(trainer.global_step, trainer.accumulate_grad_batches)
+        sampler = EpochBatchSampler(len(self.splits[0]), self.batch_size, self.seed).resume_at(self.trainer)
         return DataLoader(
             ExampleDataset(self.splits[0]), batch_sampler=sampler, collate_fn=rows, num_workers=self.num_workers
         )

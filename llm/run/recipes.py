@@ -17,10 +17,11 @@ from llm.export import load_model_dir
 from llm.export.model_dir import read_model_config
 from llm.lit.lm import LMModule
 from llm.lit.preference import PreferenceModule
-from llm.model import ModelConfig, build_gpt
+from llm.model import GPT, ModelConfig, build_gpt
 from llm.objectives import OBJECTIVES, PreferenceObjective
 from llm.run.reference import reference_logps
 from llm.run.runner import Parts
+from llm.tokenizer import Tokenizer
 
 
 def model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
@@ -67,10 +68,18 @@ def pretrain(cfg: DictConfig) -> Parts:
     return Parts(datamodule, module, splits.tokenizer, splits.fingerprint)
 
 
-def sft(cfg: DictConfig) -> Parts:
-    """`llm sft`: fine-tune a model directory on prompt/response or chat examples; loss on responses only."""
+def load_trainable(cfg: DictConfig) -> tuple[GPT, Tokenizer]:
+    """The model directory `model=` in training mode, compiled when `compile=true` (as for pretraining)."""
     network, tokenizer = load_model_dir(cfg.model_dir)
     network.train()
+    if cfg.compile:
+        network.compile()
+    return network, tokenizer
+
+
+def sft(cfg: DictConfig) -> Parts:
+    """`llm sft`: fine-tune a model directory on prompt/response or chat examples; loss on responses only."""
+    network, tokenizer = load_trainable(cfg)
     template = load_chat_template(cfg.model_dir)
     d = cfg.data
     datamodule = SFTDataModule(
@@ -104,8 +113,7 @@ def dpo(cfg: DictConfig) -> Parts:
         raise ConfigError(
             f"objective={cfg.objective.name} is not a preference objective; use dpo, ipo, cdpo, hinge or simpo"
         )
-    policy, tokenizer = load_model_dir(cfg.model_dir)
-    policy.train()
+    policy, tokenizer = load_trainable(cfg)
     reference_dir = Path(cfg.reference_dir or cfg.model_dir)
     check_same_model_kind(Path(cfg.model_dir), reference_dir)
     d = cfg.data
