@@ -18,7 +18,7 @@ Context policy (`GenerationSettings.context`), when prompt and new tokens outgro
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -32,7 +32,9 @@ from llm.tokenizer import Tokenizer
 __all__ = [
     "CONTEXT_POLICIES",
     "GenerationSettings",
+    "Completion",
     "complete",
+    "complete_batch",
     "generate",
     "generate_batch",
     "next_token",
@@ -56,6 +58,7 @@ class GenerationSettings:
     repetition_penalty: float = 1.0  # 1: none
     seed: int | None = None  # for a generator of its own when none is passed
     context: str = "slide"
+    use_cache: bool = True  # False: every step recomputes the whole window (for comparison and benchmarks)
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXT_POLICIES:
@@ -131,9 +134,9 @@ def decode(
                 seen[i, t] = True
         if n + 1 == settings.max_new_tokens:
             break
-        if length + 1 > context:  # the window is full: slide it, rebuilding the cache
+        if length + 1 > context or not settings.use_cache:  # the window is full: slide it, rebuilding the cache
             logits, cache = prefill(model, [s[-context:] for s in seqs], device)
-            length = context
+            length = min(length + 1, context)
         else:
             logits, cache = model.infer(tokens.to(device), cache=cache, last_only=True)
             length += 1
@@ -216,6 +219,58 @@ def complete(
             if found:
                 return text[: min(found)]
     return tokenizer.decode(ids)
+
+
+@dataclass
+class Completion:
+    """One prompt's continuation: its text (cut before a stop string), the tokens it took, and why it ended:
+    "stop" (a stop string or the end-of-text token) or "length" (max_new_tokens)."""
+
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+def first_stop(text: str, stop: Sequence[str], since: int) -> int:
+    """Where the earliest stop string starts in text (looking from `since`), or -1."""
+    found = [i for i in (text.find(s, since) for s in stop) if i >= 0]
+    return min(found) if found else -1
+
+
+def complete_batch(
+    model: GPT,
+    tokenizer: Tokenizer,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    stop: Sequence[str] = (),
+    generator: torch.Generator | None = None,
+    stop_at_eot: bool = True,
+) -> list[Completion]:
+    """Continues several prompts together; each row ends on its own at its first stop string (left out) or at the
+    end-of-text token (with `stop_at_eot`), and generation ends as soon as every row has."""
+    stop = [s for s in stop if s]
+    longest = max((len(s) for s in stop), default=0)
+    eot = tokenizer.eot_id if stop_at_eot else None
+    rows = [Completion() for _ in prompts]
+    for step in decode(model, prompts, settings, generator):
+        for row, token in zip(rows, step, strict=True):
+            if row.finish_reason is not None:
+                continue
+            if token == eot:
+                row.text, row.finish_reason = tokenizer.decode(row.tokens), "stop"
+                continue
+            row.tokens.append(token)
+            if stop:
+                text = tokenizer.decode(row.tokens)
+                cut = first_stop(text, stop, max(0, len(text) - longest - 8))
+                if cut >= 0:
+                    row.text, row.finish_reason = text[:cut], "stop"
+        if all(row.finish_reason is not None for row in rows):
+            break
+    for row in rows:
+        if row.finish_reason is None:
+            row.text, row.finish_reason = tokenizer.decode(row.tokens), "length"
+    return rows
 
 
 def generate(

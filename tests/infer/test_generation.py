@@ -9,7 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from llm.infer import GenerationSettings, complete, generate, generate_batch, sample_text, stream, stream_text
+from llm.infer import (
+    GenerationSettings,
+    complete,
+    complete_batch,
+    generate,
+    generate_batch,
+    sample_text,
+    stream,
+    stream_text,
+)
 from llm.infer.sampling import next_token, repetition_penalty, top_p_cut
 from llm.model import ModelConfig, Part, build_gpt
 from llm.model.kv_cache import KVCache
@@ -163,3 +172,43 @@ def test_streamed_text_comes_in_pieces_and_holds_back_a_possible_stop() -> None:
         pieces = list(stream_text(model, tokenizer, prompt, settings, stop))
         assert "".join(pieces) == complete(model, tokenizer, prompt, settings, stop)
     assert list(stream_text(model, tokenizer, prompt, settings, ["ef"])) == ["b", "c", "d"]
+
+
+def test_each_row_of_a_batch_stops_at_its_own_stop_string_or_end_of_text() -> None:
+    """Counter continues each prompt through the alphabet: rows reach "ef" and the newline at different steps."""
+    tokenizer = train_tokenizer("char", ["abcdefghij\n"])
+    model, settings = Counter(11), GenerationSettings(max_new_tokens=30, temperature=0.0)
+    prompts = [tokenizer.encode(p) for p in ("a", "g", "ef")]
+    rows = complete_batch(model, tokenizer, prompts, settings, stop=["ef", "\n"])
+    assert [r.text for r in rows] == ["bcd", "hij", "ghij"]
+    assert [r.finish_reason for r in rows] == ["stop"] * 3
+    assert [r.text for r in rows] == [complete(model, tokenizer, p, settings, ["ef", "\n"]) for p in prompts]
+    short = complete_batch(model, tokenizer, prompts, GenerationSettings(max_new_tokens=2, temperature=0.0), ["\n"])
+    assert [(r.text, r.finish_reason, len(r.tokens)) for r in short] == [("bc", "length", 2), ("hi", "length", 2)] + [
+        ("gh", "length", 2)
+    ]
+
+
+def test_a_row_ends_at_the_end_of_text_token() -> None:
+    tokenizer = train_tokenizer("byte", ["abc"])
+    eot = tokenizer.eot_id
+    assert eot is not None
+    model = Counter(tokenizer.vocab_size)
+    prompt = [eot - 3]
+    rows = complete_batch(model, tokenizer, [prompt], GenerationSettings(max_new_tokens=10, temperature=0.0))
+    assert rows[0].tokens == [eot - 2, eot - 1] and rows[0].finish_reason == "stop"
+    kept = complete_batch(
+        model, tokenizer, [prompt], GenerationSettings(max_new_tokens=4, temperature=0.0), stop_at_eot=False
+    )
+    assert kept[0].tokens == [eot - 2, eot - 1, eot, 0] and kept[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_uncached_generation_equals_cached(position: str) -> None:
+    model = loud_model(position, "fused", 2)
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9]]
+    cached = generate_batch(model, prompts, GREEDY)
+    assert (
+        generate_batch(model, prompts, GenerationSettings(max_new_tokens=12, temperature=0.0, use_cache=False))
+        == cached
+    )
