@@ -102,7 +102,7 @@ def check_prompts(model: GPT, prompts: Sequence[Sequence[int]], settings: Genera
         )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode(
     model: GPT,
     prompts: Sequence[Sequence[int]],

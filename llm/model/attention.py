@@ -72,9 +72,16 @@ class CausalSelfAttention(nn.Module):
         q, k = position.rotate(q, k, None if step is None else step.pos)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nkv, S + T, hs)
-        y = self.attend(q, k, v, self.additive_mask(position, step, t, q))  # (B, nh, T, hs)
+        if step is not None and t == 1 and self.sees_every_key(position, step):  # a decoding step without padding
+            y = self.attend(q, k, v, None, causal=False)
+        else:
+            y = self.attend(q, k, v, self.additive_mask(position, step, t, q))  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(b, t, self.n_head * self.head_dim)
         return self.resid_dropout(self.proj(y)), (k, v)
+
+    def sees_every_key(self, position: Position, step: Step) -> bool:
+        """Whether a query at the newest position may see every key: no padding, no window, no score bias."""
+        return step.key_mask is None and self.window is None and not position.biases_scores
 
     def additive_mask(self, position: Position, step: Step | None, t: int, like: Tensor) -> Tensor | None:
         """Causal, window and padding mask as 0 / -inf plus the position bias: (B or 1, H or 1, T_q, T_k).
@@ -103,8 +110,9 @@ class CausalSelfAttention(nn.Module):
         allowed = torch.ones(t, t, dtype=torch.bool, device=like.device).tril()
         return torch.zeros(t, t, dtype=like.dtype, device=like.device).masked_fill(~allowed, float("-inf"))
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        """q (B, nh, T_q, hs), k and v (B, nkv, T_k, hs) -> (B, nh, T_q, hs); mask None: plain causal (T_q = T_k)."""
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = True) -> Tensor:
+        """q (B, nh, T_q, hs), k and v (B, nkv, T_k, hs) -> (B, nh, T_q, hs). mask None: plain causal (T_q = T_k),
+        or, with causal=False, every key seen."""
         raise NotImplementedError
 
 
@@ -112,12 +120,15 @@ class CausalSelfAttention(nn.Module):
 class ManualAttention(CausalSelfAttention):
     """Explicit softmax(q·kᵀ/√d + mask) · v, written out step by step."""
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = True) -> Tensor:
         groups = self.n_head // self.n_kv_head
         k = k.repeat_interleave(groups, dim=1)  # (B, nh, T, hs): kv head h serves query heads h*g .. h*g+g-1
         v = v.repeat_interleave(groups, dim=1)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T_q, T_k)
-        scores = scores + (self.causal(q.size(-2), scores) if mask is None else mask)
+        if mask is not None:
+            scores = scores + mask
+        elif causal:
+            scores = scores + self.causal(q.size(-2), scores)
         weights = F.softmax(scores, dim=-1)
         weights = F.dropout(weights, p=self.dropout, training=self.training)
         return weights @ v
@@ -127,9 +138,9 @@ class ManualAttention(CausalSelfAttention):
 class FusedAttention(CausalSelfAttention):
     """torch.nn.functional.scaled_dot_product_attention (flash / memory-efficient kernels where available)."""
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool = True) -> Tensor:
         dropout = self.dropout if self.training else 0.0
         gqa = self.n_kv_head != self.n_head
         if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, enable_gqa=gqa)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal, enable_gqa=gqa)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, enable_gqa=gqa)
