@@ -36,8 +36,9 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff format --check llm tests
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## benchmark scripts (tokens/s of the CPU recipe)
+bench: $(STAMP)  ## benchmark scripts: training tokens/s of the CPU recipe, generation tokens/s (runs/bench/)
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
+	$(BIN)/python benchmarks/generation.py
 
 dpo-demo: $(STAMP)  ## the DPO demonstration: pretrain, align with dpo and ipo over 3 seeds, runs/dpo-demo/results.json
 	$(BIN)/python experiments/dpo/demo.py --out runs/dpo-demo $(ARGS)

@@ -100,11 +100,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench/generation.json"))
     args = parser.parse_args()
     model = bench_model(args.model, args.prompt_tokens + args.new_tokens)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model={args.model}, greedy, "
-          f"{args.prompt_tokens} prompt + {args.new_tokens} new tokens, median of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, model={args.model}, greedy, "
+        f"{args.prompt_tokens} prompt + {args.new_tokens} new tokens, median of {args.repeats}"
+    )
     rows = []
     for batch in args.batches:
-        prompts = torch.randint(0, len(ALPHABET), (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(1))
+        prompts = torch.randint(
+            0, len(ALPHABET), (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(1)
+        )
         outputs = {}
         for name, run in (
             ("ours cached", ours(model, prompts, args.new_tokens, use_cache=True)),
@@ -129,7 +133,8 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"| {r['name']:<22} | {r['batch']:>5} | {r['tokens_per_sec']:>8,.0f} "
             f"({r['tokens_per_sec_min']:,.0f} .. {r['tokens_per_sec_max']:,.0f}) | {r['ms_per_step']:7.2f} | "
-            f"{r['tokens_per_sec'] / same['ours uncached']:10.2f} | {r['tokens_per_sec'] / same['transformers generate']:14.2f} |"
+            f"{r['tokens_per_sec'] / same['ours uncached']:10.2f} | "
+            f"{r['tokens_per_sec'] / same['transformers generate']:14.2f} |"
         )
 
 

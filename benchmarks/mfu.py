@@ -1,0 +1,121 @@
+"""Training-step speed and model FLOPs utilisation (MFU) of a model preset on one device, in one process.
+
+    python benchmarks/mfu.py --model gpt2_small --device cuda --precision bf16 --compile --batch 16
+    python benchmarks/mfu.py --model nanogpt_cpu --batch 12                         # CPU, fp32, eager
+
+A bare PyTorch loop over our GPT (forward, cross-entropy, backward, AdamW — fused on CUDA) on random tokens, after
+warm-up steps. Model FLOPs per token are 6·N (N: the weights of every matrix multiply, the LM head included) plus
+12·n_layer·n_embd·T for attention scores and values (PaLM's count), so MFU = FLOPs/s ÷ peak. The peak is measured in
+the same run: the best of several large matrix products in the same dtype on the same device. Prints one JSON row
+and appends it to runs/bench/mfu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llm.configs import compose_config
+from llm.model import GPT, build_gpt
+from llm.objectives import causal_lm_loss
+from llm.run.recipes import model_config
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 10) -> float:
+    """FLOP/s of the best of `repeats` size x size x size products."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        started = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def flops_per_token(model: GPT) -> float:
+    config = model.config
+    matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    return 6 * matmul + 12 * config.n_layer * config.n_embd * config.block_size
+
+
+def step_time(model: GPT, batch: int, steps: int, warmup: int, device: torch.device, precision: str) -> float:
+    """Seconds per optimizer step, the median of `steps` timed steps."""
+    config = model.config
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    x = torch.randint(0, config.vocab_size, (batch, config.block_size + 1), device=device)
+    times = []
+    for step in range(warmup + steps):
+        sync(device)
+        started = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = causal_lm_loss(model(x[:, :-1]), x[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="nanogpt_cpu", help="a conf/model preset")
+    parser.add_argument("--vocab", type=int, default=None, help="vocabulary size (default: 50304 on CUDA, 65 on CPU)")
+    parser.add_argument("--batch", type=int, default=12)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/mfu.json"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    vocab = args.vocab or (50304 if device.type == "cuda" else 65)
+    config = model_config(compose_config("train", [f"model={args.model}"]), vocab)
+    torch.manual_seed(0)
+    model = build_gpt(config).to(device).train()
+    flops = flops_per_token(model)
+    if args.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    seconds = step_time(model, args.batch, args.steps, args.warmup, device, args.precision)
+    tokens = args.batch * config.block_size
+    peak = matmul_peak(device, DTYPES[args.precision], 8192 if device.type == "cuda" else 2048)
+    row = {
+        "name": f"bare {args.model} {args.device} {args.precision}{' compile' if args.compile else ''}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "batch": args.batch,
+        "block_size": config.block_size,
+        "tokens_per_sec": tokens / seconds,
+        "ms_per_step": 1000 * seconds,
+        "model_tflops_per_sec": flops * tokens / seconds / 1e12,
+        "matmul_peak_tflops": peak / 1e12,
+        "mfu": flops * tokens / seconds / peak,
+        "torch": torch.__version__,
+    }
+    print(json.dumps(row))
+    rows = json.loads(args.out.read_text()) if args.out.is_file() else []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([*rows, row], indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
