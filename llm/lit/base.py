@@ -64,6 +64,21 @@ class TrainModule(L.LightningModule):
             for p in self.parameters():
                 p.grad = None  # an optimizer skips parameters without a gradient: the step changes nothing
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clips by norm directly when no gradient scaler is in use (fp32, bf16): Lightning's mixed-precision plugin
+        refuses any clipping with a fused optimizer (AdamW's CUDA default here), although bf16 gradients are never
+        scaled. With a scaler (16-mixed), Lightning's own clipping (which unscales first) decides."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is None and gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(self.parameters(), float(gradient_clip_val))
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def non_finite(self, what: str, value: float) -> None:
         """Stops the run (the last checkpoint stays as it was) or counts the step as skipped."""
         step = self.trainer.global_step
