@@ -38,20 +38,10 @@ from llm.serve.guard import Guard
 from llm.serve.plan import Plan, ServedModel, chat_plan, completion_plan
 from llm.serve.responses import DONE, Reply, error_event
 from llm.serve.schemas import ChatRequest, CompletionRequest
+from llm.serve.settings import Limits
 from llm.serve.worker import Event, Failed, Job, QueueFull, Started, Worker
 
 POLL_S = 0.25  # how often a waiting request looks whether its client is still there
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The server's settings that bound what requests may ask and how many wait."""
-
-    api_key: str | None = None
-    max_body_bytes: int = 1_000_000
-    queue_size: int = 16  # requests waiting for a slot; one more is refused with 429
-    slots: int = 4  # requests generating at once, one token of each in turn
-    request_timeout_s: float = 600.0  # queue wait and generation together
 
 
 class ClientGone(Exception):
@@ -127,7 +117,7 @@ class Answerer:
             if stream:
                 chunks = stream_chunks(events, reply, len(plan.prompt), include_usage, echo)
                 return EventStream(chunks, on_close=job.cancel)
-            return json_response(await whole_answer(events, reply, len(plan.prompt), echo))
+            return json_response(await whole_answer(request, events, reply, len(plan.prompt), echo))
         except ClientGone:
             job.cancel()
             return Response(status_code=499)  # nobody reads it
@@ -150,28 +140,36 @@ class Answerer:
         return job
 
     async def wait_for_start(self, request: Request, events: asyncio.Queue[Event], job: Job) -> None:
-        """Returns once the worker has started the job; ClientGone or 429 (request_timeout_s) before that."""
-        while True:
-            try:
-                event = await asyncio.wait_for(events.get(), POLL_S)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    raise ClientGone() from None
-                if time.monotonic() > job.deadline:
-                    raise busy(f"the request waited request_timeout_s={self.limits.request_timeout_s} without starting")
-                continue
-            assert isinstance(event, Started), event
-            return
+        """Returns once the worker has started the job; ClientGone, or 429 past request_timeout_s, before that."""
+        event = await next_event(request, events, job.deadline)
+        if event is None:
+            waited = f"the request waited request_timeout_s={self.limits.request_timeout_s} without starting"
+            raise busy(waited)
+        assert isinstance(event, Started), event
+
+
+async def next_event(request: Request, events: asyncio.Queue[Event], deadline: float | None = None) -> Event | None:
+    """The job's next event; None once `deadline` (time.monotonic) has passed; ClientGone if the client has gone."""
+    while True:
+        try:
+            return await asyncio.wait_for(events.get(), POLL_S)
+        except TimeoutError:
+            if await request.is_disconnected():
+                raise ClientGone() from None
+            if deadline is not None and time.monotonic() > deadline:
+                return None
 
 
 def busy(why: str) -> APIError:
     return APIError(429, f"the server is busy: {why}; retry later", type="rate_limit_error", code="rate_limit_exceeded")
 
 
-async def whole_answer(events: asyncio.Queue[Event], reply: Reply, prompt_tokens: int, echo: str) -> dict[str, Any]:
+async def whole_answer(
+    request: Request, events: asyncio.Queue[Event], reply: Reply, prompt_tokens: int, echo: str
+) -> dict[str, Any]:
     parts = [echo]
     while True:
-        event = await events.get()
+        event = await next_event(request, events)
         if isinstance(event, Failed):
             raise APIError(500, event.message, type="server_error")
         assert isinstance(event, Piece), event

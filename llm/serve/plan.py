@@ -138,7 +138,9 @@ def encode(text: str, tokenizer: Tokenizer, param: str) -> list[int]:
     """The ids of `text`, or a 400 naming the first character the tokenizer cannot encode."""
     for index, char in enumerate(text):
         if "\ud800" <= char <= "\udfff":
-            raise APIError(400, f"{param}: character {index} is a lone surrogate ({ascii(char)}), not text", param=param)
+            raise APIError(
+                400, f"{param}: character {index} is a lone surrogate ({ascii(char)}), not text", param=param
+            )
     try:
         return tokenizer.encode(text)
     except TokenizerError:

@@ -52,7 +52,11 @@ class Reply:
         else:
             choice = {"index": 0, "text": text, "logprobs": None}
             head = self.head("text_completion")
-        return {**head, "choices": [{**choice, "finish_reason": finish}], "usage": usage(prompt_tokens, completion_tokens)}
+        return {
+            **head,
+            "choices": [{**choice, "finish_reason": finish}],
+            "usage": usage(prompt_tokens, completion_tokens),
+        }
 
     def chunk(self, text: str | None, finish: str | None = None, *, first: bool = False) -> bytes:
         """One event of a stream: `text` new (None: nothing, as in the last chunk), `finish` on the last one."""

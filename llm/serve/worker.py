@@ -75,6 +75,7 @@ class Worker:
         self._waiting: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self._running: list[Running] = []
         self._closed = threading.Event()
+        self._cancelled = 0  # jobs dropped because their client went away (written by the worker thread only)
         self._thread = threading.Thread(target=self._loop, name="llm-serve-generation", daemon=True)
         self._thread.start()
 
@@ -88,8 +89,8 @@ class Worker:
             raise QueueFull(f"{self._waiting.maxsize} requests are already waiting") from None
 
     def load(self) -> dict[str, int]:
-        """Requests waiting and generating now (read from another thread: a snapshot)."""
-        return {"queued": self._waiting.qsize(), "running": len(self._running)}
+        """Requests waiting and generating now, and those cancelled so far (read from another thread: a snapshot)."""
+        return {"queued": self._waiting.qsize(), "running": len(self._running), "cancelled": self._cancelled}
 
     def close(self, timeout: float = 5.0) -> None:
         self._closed.set()
@@ -111,6 +112,7 @@ class Worker:
             except queue.Empty:
                 return
             if job.cancelled.is_set():
+                self._cancelled += 1
                 continue
             pieces = stream_pieces(self.model, self.tokenizer, job.prompt, job.settings, job.stop, stop_at_eot=True)
             self._running.append(Running(job, pieces))
@@ -120,6 +122,7 @@ class Worker:
         """One more token of one job; a cancelled or finished job leaves its slot."""
         job = running.job
         if job.cancelled.is_set():
+            self._cancelled += 1
             self._drop(running)
             return
         try:
