@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from llm.serve.schemas import FIELDS
+
 INVALID = "invalid_request_error"
 SHOWN_CHARS = 80  # of a value quoted back in a message
 
@@ -47,28 +49,67 @@ def shown(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
-def param_path(loc: tuple[Any, ...]) -> str | None:
-    """("body", "messages", 0, "role") -> "messages[0].role"; None for the body as a whole."""
+def param_path(loc: tuple[Any, ...], fields: frozenset[str], keep_last: bool = False) -> str | None:
+    """("body", "messages", 0, "role") -> "messages[0].role"; None for the body as a whole. Parts that are not
+    field names (pydantic's labels of union members, such as "list[str]") are left out, but for `keep_last`."""
     path = ""
-    for part in loc[1:] if loc and loc[0] == "body" else loc:
-        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    parts = loc[1:] if loc and loc[0] == "body" else loc
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in fields or (keep_last and i == len(parts) - 1):
+            path += f"{'.' if path else ''}{part}"
     return path or None
 
 
-def validation_error(errors: list[Any]) -> APIError:
+KINDS = {
+    "str": "a text",
+    "list[str]": "a list of texts",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+}
+
+
+def kind_of(label: str) -> str:
+    """A union member's label in words: "constrained-int" -> "an integer", "list[TextPart]" -> "a list of ..."."""
+    label = label.removeprefix("constrained-")
+    return KINDS.get(label, f"a list of {label[5:-1]}" if label.startswith("list[") else label)
+
+
+def union_labels(first: dict[str, Any], errors: list[Any], fields: frozenset[str]) -> list[str]:
+    """The labels of the union members `first` failed (it ends in one), or [] when it is no union's error."""
+    loc = tuple(first.get("loc", ()))
+    if len(loc) < 2 or isinstance(loc[-1], int) or loc[-1] in fields:
+        return []
+    members = [tuple(e.get("loc", ())) for e in errors]
+    return list(
+        dict.fromkeys(str(m[len(loc) - 1]) for m in members if m[: len(loc) - 1] == loc[:-1] and len(m) >= len(loc))
+    )
+
+
+def validation_error(errors: list[Any], fields: frozenset[str]) -> APIError:
     """The first of pydantic's errors as one 400: which field, what is wrong, and the value given."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-    param = param_path(tuple(first.get("loc", ())))
     kind = first.get("type", "")
+    param = param_path(tuple(first.get("loc", ())), fields, keep_last=kind == "extra_forbidden")
     if param is None or kind == "json_invalid":
         return body_error(first)
     if kind == "extra_forbidden":
         return APIError(400, f"unrecognized request argument supplied: {param}", param=param)
     if kind == "missing":
         return APIError(400, f"you must provide {param}", param=param)
-    message = str(first.get("msg", "invalid value"))
-    if message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
+    labels = union_labels(first, errors, fields)
+    if labels:  # a value that matched no member of a union: the deepest error, or what the members are
+        loc = tuple(first["loc"])[:-1]
+        related = [e for e in errors if tuple(e.get("loc", ()))[: len(loc)] == loc]
+        deepest = max(related, key=lambda e: len(e["loc"]))
+        if len(deepest["loc"]) > len(first["loc"]):
+            return validation_error([deepest], fields)
+        value = first.get("input")
+        kinds = " or ".join(dict.fromkeys(kind_of(label) for label in labels))
+        return APIError(400, f"{param}: must be {kinds} (got {shown(value)})", param=param)
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return APIError(400, f"{param}: {message} (got {shown(first.get('input'))})", param=param)
 
 
@@ -90,7 +131,7 @@ async def on_api_error(request: Request, exc: Exception) -> Response:
 
 async def on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return validation_error(list(exc.errors())).response()
+    return validation_error(list(exc.errors()), FIELDS).response()
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:

@@ -141,3 +141,11 @@ class ChatRequest(Sampling):
     tools: Any = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
+
+
+#: every field name of every request body (what an error's `param` is made of)
+FIELDS = frozenset(
+    name
+    for schema in (StreamOptions, CompletionRequest, TextPart, Message, ResponseFormat, ChatRequest)
+    for name in schema.model_fields
+)
