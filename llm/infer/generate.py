@@ -211,6 +211,7 @@ def stream_pieces(
             yield Piece(piece + text[sent:], len(ids), "length")
             return
         yield Piece(piece, len(ids))
+    yield Piece(tokenizer.decode(ids)[sent:], len(ids), "length")  # (the tokens ran out early: none were asked)
 
 
 def stream_text(
