@@ -16,6 +16,7 @@ from llm.errors import ConfigError
 from llm.infer.settings import check_device, is_int, show
 
 API_KEY_ENV = "LLM_API_KEY"
+EMPTY = "''"  # an empty value, as it is typed
 MODEL_HINT = "give model=<the model/ folder of a finished run> (model.safetensors, config.json, tokenizer.json)"
 
 
@@ -83,7 +84,7 @@ def check_model(cfg: DictConfig) -> Path:
 def check_host(value: Any) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() for c in value):
         raise ConfigError(
-            f"host={show(value)} is not a host name or address; use host=127.0.0.1 (this machine only, the "
+            f"host={show(value) or EMPTY} is not a host name or address; use host=127.0.0.1 (this machine only, the "
             "default) or host=0.0.0.0 (every network interface)"
         )
     return value
@@ -103,7 +104,7 @@ def check_api_key(value: Any, from_env: str | None) -> str | None:
         return from_env or None
     if not isinstance(value, str) or not value or any(c.isspace() or not c.isprintable() for c in value):
         raise ConfigError(
-            f"api_key={show(value)} must be a non-empty text without spaces (clients send it as "
+            f"api_key={show(value) or EMPTY} must be a non-empty text without spaces (clients send it as "
             f"Authorization: Bearer <key>); leave it out, or set ${API_KEY_ENV}, for none"
         )
     return value
