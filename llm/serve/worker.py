@@ -129,14 +129,14 @@ class Worker:
             piece = next(running.pieces)
         except Exception as e:
             log.exception("generation failed")
+            self._drop(running)  # before the client hears: once it has its answer, the slot is free
             self._send(job, Failed(f"generation failed ({type(e).__name__}); see the server's log"))
-            self._drop(running)
             return
         if piece.finish is None and time.monotonic() > job.deadline:
             piece = Piece(piece.text, piece.tokens, "length")
-        self._send(job, piece)
         if piece.finish is not None:
             self._drop(running)
+        self._send(job, piece)
 
     def _drop(self, running: Running) -> None:
         self._running.remove(running)

@@ -324,3 +324,18 @@ def test_with_the_key_v1_routes_answer_and_health_is_open(keyed: TestClient) -> 
     good = {"Authorization": f"Bearer {KEY}"}
     assert keyed.get("/v1/models", headers=good).status_code == 200
     assert keyed.post("/v1/completions", json=OK, headers=good).status_code == 200
+
+
+def test_a_bug_in_generation_is_500_in_the_error_shape_or_an_error_event(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        raise RuntimeError("a bug")
+        yield
+
+    monkeypatch.setattr("llm.serve.worker.stream_pieces", broken)
+    error = assert_error(client.post("/v1/completions", json=OK), 500, None)
+    assert error["type"] == "server_error" and "RuntimeError" in error["message"]
+    chunks = events(client.post("/v1/completions", json={**OK, "stream": True}).text)
+    assert chunks[-2]["error"]["type"] == "server_error" and chunks[-1] == "[DONE]"
+    assert client.get("/health").json()["running"] == 0
