@@ -8,7 +8,7 @@ TORCH   ?= torch==2.13.0
 ARGS    ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train test test-full lint bench dpo-demo mutation clean
+.PHONY: help install train serve test test-full lint bench dpo-demo mutation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ install: $(STAMP)  ## make .venv and install llm with its dev tools (TORCH=... p
 
 train: $(STAMP)  ## train the quickstart GPT on the embedded corpus (ARGS="..." adds Hydra overrides)
 	$(BIN)/llm train experiment=quickstart $(ARGS)
+
+serve: $(STAMP)  ## serve a model directory over an OpenAI-compatible API (ARGS="model=DIR")
+	$(BIN)/llm serve $(ARGS)
 
 test: $(STAMP)  ## the fast test suite (what CI runs)
 	$(BIN)/pytest -q $(ARGS)

@@ -699,6 +699,68 @@ def _(w: World) -> list[str]:
     return sample(w, "+foo=1")
 
 
+# --- serving (llm serve) ----------------------------------------------------------------------------------------
+
+
+def serve(w: World, *settings: str) -> list[str]:
+    return ["serve", f"model={w.request.getfixturevalue('model_dir')}", "port=0", *settings]
+
+
+@case("serve-no-model", "llm serve needs model=<a model directory>", "e.g. llm serve model=runs/shakespeare/model")
+def _(w: World) -> list[str]:
+    return ["serve"]
+
+
+@case("serve-model-missing", "nope: no such directory; give model=<the model/ folder of a finished run>")
+def _(w: World) -> list[str]:
+    return ["serve", f"model={w.tmp / 'nope'}"]
+
+
+@case("serve-model-not-a-model-directory", "lacks model.safetensors, config.json, tokenizer.json")
+def _(w: World) -> list[str]:
+    (w.tmp / "empty").mkdir()
+    return ["serve", f"model={w.tmp / 'empty'}", "port=0"]
+
+
+@case("serve-port-out-of-range", "port=70000 must be an integer from 1 to 65535 (or 0: any free port)")
+def _(w: World) -> list[str]:
+    return serve(w, "port=70000")
+
+
+@case("serve-port-in-use", "cannot listen on 127.0.0.1:", "choose another port=, or port=0 for any free one")
+def _(w: World) -> list[str]:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    w.request.addfinalizer(holder.close)
+    return serve(w, f"port={holder.getsockname()[1]}")
+
+
+@case("serve-queue-size-zero", "queue_size=0 must be an integer >= 1 (requests waiting for a slot)")
+def _(w: World) -> list[str]:
+    return serve(w, "queue_size=0")
+
+
+@case("serve-request-timeout-zero", "request_timeout_s=0 must be a number of seconds > 0")
+def _(w: World) -> list[str]:
+    return serve(w, "request_timeout_s=0")
+
+
+@case("serve-api-key-empty", "api_key='' must be a non-empty text without spaces", "set $LLM_API_KEY")
+def _(w: World) -> list[str]:
+    return serve(w, "api_key=")
+
+
+@case("serve-device-unknown", "device=gpu0 is not a device llm serve can use; use device=cpu, cuda")
+def _(w: World) -> list[str]:
+    return serve(w, "device=gpu0")
+
+
+@case("serve-typo-setting", "unknown setting 'prot' (did you mean port?)")
+def _(w: World) -> list[str]:
+    return serve(w, "prot=8000")
+
+
 # --- post-training (llm sft, llm dpo) --------------------------------------------------------------------------
 
 

@@ -3,15 +3,14 @@ num_samples device]`. Generation runs on the model's key/value cache (llm.infer)
 
 from __future__ import annotations
 
-import difflib
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from llm.cli.errors import report_user_errors
+from llm.cli.overrides import check_flat_overrides
 from llm.configs import config_dir
-from llm.errors import ConfigError
 
 CONFIG_DIR, CONFIG_NAME = config_dir() / "verbs", "sample"
 CONFIG = CONFIG_DIR / f"{CONFIG_NAME}.yaml"
@@ -53,30 +52,4 @@ def main() -> None:
 def check_overrides(args: list[str]) -> None:
     """Refuses, as one line, an override that Hydra would refuse in several (a setting llm sample lacks, a
     value it cannot parse, `+prompt=`) or accept to no effect (`+unknown=1`), or that deletes a setting."""
-    try:
-        from hydra._internal.utils import get_args_parser  # Hydra's own command line, flags and overrides
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.errors import OverrideParseException
-    except ImportError:  # another Hydra: leave its checks to it
-        return
-    settings = [str(key) for key in OmegaConf.load(CONFIG) if key not in ("defaults", "hydra")]
-    parser = OverridesParser.create()
-    for text in get_args_parser().parse_args(args).overrides:
-        try:
-            (override,) = parser.parse_overrides([text])
-        except OverrideParseException:
-            raise ConfigError(
-                f"cannot read the override {text!r}: numbers, true, false and null are written plainly, and other "
-                "values quoted as key='...' (prompt= and prompt_file= take any text as it is)"
-            ) from None
-        key = str(override.key_or_group)
-        if key == "hydra" or override.is_hydra_override():
-            continue
-        if key not in settings:
-            close = difflib.get_close_matches(key, settings, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise ConfigError(f"llm sample has no setting {key!r}; {hint}its settings are: {', '.join(settings)}")
-        if override.is_delete():
-            raise ConfigError(f"~{key} would delete a setting of llm sample; give {key}=... or leave it out")
-        if override.is_add():
-            raise ConfigError(f"+{key}=... adds a setting llm sample already has; write {key}=... without the +")
+    check_flat_overrides(args, CONFIG, "llm sample", "prompt= and prompt_file= take any text as it is")

@@ -4,6 +4,7 @@ key/value cache.
 - `generate_batch(model, prompts, settings)`: several prompts of different lengths at once (left-padded);
 - `stream(model, prompt, settings)`: a generator yielding each new token id as soon as it is chosen;
 - `stream_text` / `complete`: the same as text, cut before the first stop string;
+- `stream_pieces`: the text of each new token with the count so far and, at the end, why it ended (the server);
 - `generate` and `sample_text`: the original single-prompt calls, now on top of these.
 
 Context policy (`GenerationSettings.context`), when prompt and new tokens outgrow the model's block_size:
@@ -33,6 +34,7 @@ __all__ = [
     "CONTEXT_POLICIES",
     "GenerationSettings",
     "Completion",
+    "Piece",
     "complete",
     "complete_batch",
     "generate",
@@ -41,6 +43,7 @@ __all__ = [
     "sample_text",
     "start_tokens",
     "stream",
+    "stream_pieces",
     "stream_text",
 ]
 
@@ -164,6 +167,56 @@ def stream(
         yield step[0]
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One step of `stream_pieces`: the text it releases (may be empty), the tokens generated so far, and why
+    generation ended on the last piece ("stop": a stop string or end-of-text; "length": max_new_tokens)."""
+
+    text: str
+    tokens: int
+    finish: str | None = None
+
+
+def stream_pieces(
+    model: GPT,
+    tokenizer: Tokenizer,
+    prompt: Sequence[int],
+    settings: GenerationSettings,
+    stop: Sequence[str] = (),
+    generator: torch.Generator | None = None,
+    stop_at_eot: bool = False,
+) -> Iterator[Piece]:
+    """One Piece per new token: the continuation's text as it comes, ending before the first stop string
+    (excluded), or before the end-of-text token when `stop_at_eot`; the last piece says why it ended.
+
+    Text that could still become a stop string (or an unfinished character) is held back until it cannot."""
+    stop = [s for s in stop if s]
+    hold = max((len(s) for s in stop), default=1) - 1
+    eot = tokenizer.eot_id if stop_at_eot else None
+    ids: list[int] = []
+    sent = 0
+    for token in stream(model, prompt, settings, generator):
+        if token == eot:
+            yield Piece(tokenizer.decode(ids)[sent:], len(ids) + 1, "stop")
+            return
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        found = [i for i in (text.find(s, max(0, sent - hold)) for s in stop) if i >= 0]
+        if found:
+            yield Piece(text[sent : max(sent, min(found))], len(ids), "stop")
+            return
+        safe = len(text) - hold
+        while safe > sent and text[safe - 1] == "\ufffd":  # an unfinished multi-byte character
+            safe -= 1
+        piece = text[sent:safe] if safe > sent else ""
+        sent += len(piece)
+        if len(ids) == settings.max_new_tokens:
+            yield Piece(piece + text[sent:], len(ids), "length")
+            return
+        yield Piece(piece, len(ids))
+    yield Piece(tokenizer.decode(ids)[sent:], len(ids), "length")  # (the tokens ran out early: none were asked)
+
+
 def stream_text(
     model: GPT,
     tokenizer: Tokenizer,
@@ -175,27 +228,9 @@ def stream_text(
     """Yields the continuation's text in pieces as it comes, ending before the first stop string (excluded).
 
     Text that could still become a stop string (or an unfinished character) is held back until it cannot."""
-    stop = [s for s in stop if s]
-    hold = max((len(s) for s in stop), default=1) - 1
-    ids: list[int] = []
-    sent = 0
-    for token in stream(model, prompt, settings, generator):
-        ids.append(token)
-        text = tokenizer.decode(ids)
-        found = [i for i in (text.find(s, max(0, sent - hold)) for s in stop) if i >= 0]
-        if found:
-            if min(found) > sent:
-                yield text[sent : min(found)]
-            return
-        safe = len(text) - hold
-        while safe > sent and text[safe - 1] == "\ufffd":  # an unfinished multi-byte character
-            safe -= 1
-        if safe > sent:
-            yield text[sent:safe]
-            sent = safe
-    text = tokenizer.decode(ids)
-    if len(text) > sent:
-        yield text[sent:]
+    for piece in stream_pieces(model, tokenizer, prompt, settings, stop, generator):
+        if piece.text:
+            yield piece.text
 
 
 def complete(
