@@ -18,6 +18,10 @@ VERBS = {
     "dpo": ("llm.cli.dpo", "align a model directory with preference pairs (llm dpo model=DIR data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
+    "export": (
+        "llm.cli.export",
+        "a model directory for transformers or ONNX (llm export model=DIR format=hf out=DIR2)",
+    ),
     "report": ("llm.cli.report", "compare the variants of a sweep over seeds (llm report multirun/<date>/<time>)"),
 }
 
@@ -27,7 +31,7 @@ ALIASES = {verb: {"model": "model_dir", "reference": "reference_dir"} for verb i
 
 
 # settings whose values are taken as typed (paths and variant labels hold `=` and `,`), per verb
-TEXT_KEYS = {"report": ("sweep_dir", "baseline")}
+TEXT_KEYS = {"report": ("sweep_dir", "baseline"), "export": ("model", "out")}
 
 # overrides that ask for what the configs already do; Hydra cannot parse a null group override
 NO_OPS = ("experiment=null",)

@@ -1,7 +1,7 @@
 """`export_model(model_dir, format, out)`: a model directory written in another format (what `llm export` runs).
 
-    hf    a folder for transformers' AutoModelForCausalLM and AutoTokenizer (llm/export/hf.py)
-    onnx  model.onnx with its key/value cache, checked with onnxruntime (llm/export/onnx.py)
+hf    a folder for transformers' AutoModelForCausalLM and AutoTokenizer (llm/export/hf.py)
+onnx  model.onnx with its key/value cache, checked with onnxruntime (llm/export/onnx.py)
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def trace_to_onnx(graph: InferenceGraph, example: list[Tensor], path: Path) -> N
                 str(path),
                 input_names=input_names(n_layer),
                 output_names=output_names(n_layer),
-                dynamic_axes=dynamic_axes(n_layer),  # type: ignore[arg-type]
+                dynamic_axes=dynamic_axes(n_layer),
                 opset_version=OPSET,
                 dynamo=False,
             )

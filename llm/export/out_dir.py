@@ -20,8 +20,7 @@ def check_out_dir(out: Path, overwrite: bool, source: Path) -> None:
     target, model = out.resolve(), source.resolve()
     if target == model or model in target.parents or target in model.parents:
         raise ExportError(
-            f"out={out} would put the export inside or around the model directory {source}; choose a folder "
-            "outside it"
+            f"out={out} would put the export inside or around the model directory {source}; choose a folder outside it"
         )
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ExportError(
