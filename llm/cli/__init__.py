@@ -18,11 +18,8 @@ VERBS = {
     "dpo": ("llm.cli.dpo", "align a model directory with preference pairs (llm dpo model=DIR data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
-    "export": (
-        "llm.cli.export",
-        "a model directory for transformers or ONNX (llm export model=DIR format=hf out=DIR2)",
-    ),
     "report": ("llm.cli.report", "compare the variants of a sweep over seeds (llm report multirun/<date>/<time>)"),
+    "export": ("llm.cli.export", "a model directory as transformers or ONNX (llm export model=DIR format=hf out=OUT)"),
 }
 
 

@@ -186,3 +186,35 @@ def test_weights_that_do_not_match_the_config_are_reported(tmp_path: Path) -> No
     with pytest.raises(ModelDirError, match="model.safetensors does not match config.json"):
         export_model(model_dir, "hf", tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_a_missing_optional_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def without_transformers(name: str, *args: object) -> object:
+        if name == "transformers":
+            raise ImportError("No module named 'transformers'")
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib, "import_module", without_transformers)
+    tokenizer = char_tokenizer()
+    with pytest.raises(ExportError, match=r"needs the Python package 'transformers'.*pip install 'llm\[export\]'"):
+        to_transformers(build_gpt(shaped(tokenizer.vocab_size)), tokenizer)
+
+
+def test_the_network_and_the_export_package_import_no_transformers_or_onnx() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llm.model, llm.export, llm.export.formats, llm.cli.export; "
+        "print(sorted(m for m in ('transformers', 'onnx', 'onnxruntime') if m in sys.modules))"
+    )
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's llm first
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": root}
+    )
+    assert done.stdout.strip() == "[]"

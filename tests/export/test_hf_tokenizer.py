@@ -14,9 +14,9 @@ from llm.tokenizer.base import EOT
 transformers = pytest.importorskip("transformers")
 
 CORPUS = (
-    "Hello, world!  Tabs\tand\nnewlines, trailing, tabbed, one two\n\n  leading spaces, café, naïve, 東京 and 🙂 emoji.\r\n"
-    * 20
-)
+    "Hello, world!  Tabs\tand\nnewlines, trailing, tabbed, one two\n\n"
+    "  leading spaces, café, naïve, 東京 and 🙂 emoji.\r\n"
+) * 20
 TRICKY = [
     "Hello, world!",
     "  leading and trailing spaces  ",
