@@ -34,6 +34,14 @@ def current_umask() -> int:
     return mask
 
 
+def ordinary_permissions(folder: Path) -> None:
+    """The folder and what it holds readable as the umask allows: mkdtemp's folder is private, and so are some
+    files that libraries write through temporary files."""
+    umask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def write_out_dir(out: Path, fill: Callable[[Path], None]) -> Path:
     """Calls fill(staging folder), then replaces `out` with it; on any error nothing of it is left."""
     try:
@@ -43,7 +51,7 @@ def write_out_dir(out: Path, fill: Callable[[Path], None]) -> Path:
         raise ExportError(f"cannot write out={out} ({e.strerror or e}); choose a folder you can write to") from None
     try:
         fill(staging)
-        staging.chmod(0o777 & ~current_umask())  # mkdtemp's folder is private; the export is an ordinary folder
+        ordinary_permissions(staging)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
