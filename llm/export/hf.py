@@ -28,12 +28,13 @@ def hf_config(model: GPT, tokenizer: Tokenizer) -> Any:
 
 
 def to_transformers_model(model: GPT, tokenizer: Tokenizer) -> Any:
-    """A `transformers` causal LM holding the model's weights (copies), in evaluation mode."""
+    """A `transformers` causal LM holding the model's weights (copies), on its device and in its dtype, in
+    evaluation mode."""
     transformers = optional_module("transformers", PURPOSE)
     config = hf_config(model, tokenizer)
     weights = convert_weights(model.state_dict(), model.config, architecture_for(model.config))
     hf_model = transformers.AutoModelForCausalLM.from_config(config)
-    hf_model.to(model.token_embedding.weight.dtype)
+    hf_model.to(device=model.token_embedding.weight.device, dtype=model.token_embedding.weight.dtype)
     hf_model.load_state_dict(weights, strict=True)
     return hf_model.eval()
 

@@ -218,3 +218,20 @@ def test_the_network_and_the_export_package_import_no_transformers_or_onnx() -> 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": root}
     )
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa-2-of-8-theta"])
+def test_to_transformers_keeps_a_cuda_model_on_its_device(name: str) -> None:
+    tokenizer = char_tokenizer()
+    model = random_model(CONFIGS[name](tokenizer.vocab_size)).cuda()
+    hf_model, _ = to_transformers(model, tokenizer)
+    assert next(hf_model.parameters()).device == next(model.parameters()).device
+    idx = ids_of(tokenizer, 3, 16).cuda()
+    with torch.no_grad():
+        torch.testing.assert_close(hf_model(idx).logits, model(idx), atol=1e-4, rtol=0)
+    prompt = tokenizer.encode("the cat")
+    ours = generate_batch(model, [prompt], GenerationSettings(max_new_tokens=9, temperature=0.0))[0]
+    with torch.no_grad():
+        theirs = hf_model.generate(torch.tensor([prompt]).cuda(), max_new_tokens=9, do_sample=False)
+    assert theirs[0, len(prompt) :].tolist() == ours

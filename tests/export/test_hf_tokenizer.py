@@ -70,7 +70,7 @@ def test_char_tokenizer_has_no_special_tokens(tmp_path: Path) -> None:
 def test_in_memory_tokenizer_equals_the_saved_one(kind: str, tmp_path: Path) -> None:
     tokenizer = trained(kind)
     in_memory, saved = to_transformers_tokenizer(tokenizer, 64), loaded(tokenizer, tmp_path)
-    for text in TRICKY:
+    for text in TRICKY + ([] if kind == "char" else [f"one{EOT}two", *EMOJI]):
         assert in_memory.encode(text, add_special_tokens=False) == saved.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
 
 
