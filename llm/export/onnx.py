@@ -2,13 +2,16 @@
 and outputs, checked with onnxruntime against the model before anything is kept.
 
 The folder holds
-    model.onnx              the graph; dynamic batch, sequence and cache lengths
+    model.onnx              the graph, float32; dynamic batch, sequence and cache lengths (over 2 GB, torch
+                            writes the weights as external data files beside it)
     onnx_model.json         what the inputs and outputs are, the model's config, the opset
     tokenizer.json          the tokenizer in the Hugging Face `tokenizers` format (and tokenizer_config.json)
 
 One graph serves both calls: a prefill passes a cache of length 0 (past_* with 0 columns), a decoding step
 passes the present_* of the call before. The graph is traced from a copy of the model with attention=manual:
-the same weights and the same math as fused attention, in operators every exporter and runtime has.
+the same weights and the same math as fused attention, in operators every exporter and runtime has (the
+TorchScript exporter has no grouped-query SDPA), and with RMSNorm written out (nor aten::rms_norm). Models of
+every component export; the dynamo exporter is not used, since the TorchScript one takes them all.
 """
 
 from __future__ import annotations
