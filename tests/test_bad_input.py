@@ -29,7 +29,7 @@ import torch
 import llm.cli
 from llm.configs import compose_config
 from llm.export import save_model_dir
-from llm.model import ModelConfig, build_gpt
+from llm.model import ModelConfig, Part, build_gpt
 from llm.tokenizer import save_tokenizer, train_tokenizer
 from llm.train import train
 from tests.conftest import tiny_corpus_text, tiny_overrides
@@ -923,6 +923,78 @@ def _(w: World) -> list[str]:
 def _(w: World) -> list[str]:
     w.then(absent(w.tmp / "run" / "checkpoints" / "last.ckpt", "no checkpoint was due before step 2"))
     return w.train("+callbacks.nan._target_=tests.helpers.NaNAt", "+callbacks.nan.step=2")
+
+
+# --- export (llm export) -------------------------------------------------------------------------------------
+
+
+@case("export-unknown-format", "format=gguf is not an export format; choose one of: hf, onnx")
+def _(w: World) -> list[str]:
+    return ["export", f"model={w.model_copy()}", "format=gguf", f"out={w.tmp / 'out'}"]
+
+
+@case("export-no-format", "llm export needs format=<hf or onnx>", "e.g. llm export model=")
+def _(w: World) -> list[str]:
+    return ["export", f"model={w.model_copy()}", f"out={w.tmp / 'out'}"]
+
+
+@case(
+    "export-component-without-equivalent",
+    "position 'sinusoidal' has no transformers equivalent",
+    "GPT-2 export needs position=learned, Llama export needs position=rope",
+)
+def _(w: World) -> list[str]:
+    tokenizer = train_tokenizer("char", [tiny_corpus_text()])
+    config = ModelConfig(
+        tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, position=Part("sinusoidal")
+    )
+    model = save_model_dir(w.tmp / "model", build_gpt(config), tokenizer)
+    w.then(absent(w.tmp / "out", "a refused export wrote its folder"))
+    return ["export", f"model={model}", "format=hf", f"out={w.tmp / 'out'}"]
+
+
+@case(
+    "export-part-without-equivalent",
+    "cannot export to transformers: mlp 'relu2' has no Llama equivalent; attention qk_norm=true (QK-norm) has no",
+    "LlamaForCausalLM, which needs position=rope, norm=rmsnorm, mlp=swiglu",
+)
+def _(w: World) -> list[str]:
+    tokenizer = train_tokenizer("char", [tiny_corpus_text()])
+    parts = dict(
+        position=Part("rope"), norm=Part("rmsnorm"), mlp=Part("relu2"), attention=Part("fused", {"qk_norm": True})
+    )
+    config = ModelConfig(tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, **parts)
+    model = save_model_dir(w.tmp / "model", build_gpt(config), tokenizer)
+    return ["export", f"model={model}", "format=hf", f"out={w.tmp / 'out'}"]
+
+
+@case("export-out-holds-files", "/out already holds files", "or pass overwrite=true to replace it")
+def _(w: World) -> list[str]:
+    w.file("out/notes.txt", "mine")
+    w.then(unchanged(w.tmp / "out"))
+    return ["export", f"model={w.model_copy()}", "format=onnx", f"out={w.tmp / 'out'}"]
+
+
+@case("export-out-inside-model", "would put the export inside or around the model directory", "choose a folder")
+def _(w: World) -> list[str]:
+    model = w.model_copy()
+    return ["export", f"model={model}", "format=hf", f"out={model / 'hf'}", "overwrite=true"]
+
+
+@case("export-weights-of-another-model", "model.safetensors does not match config.json", "re-export them together")
+def _(w: World) -> list[str]:
+    model = w.model_copy()
+    tokenizer = train_tokenizer("char", [tiny_corpus_text()])
+    bigger = ModelConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    other = save_model_dir(w.tmp / "other", build_gpt(bigger), tokenizer)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")
+    w.then(absent(w.tmp / "out", "a refused export wrote its folder"))
+    return ["export", f"model={model}", "format=hf", f"out={w.tmp / 'out'}"]
+
+
+@case("export-typo-setting", "unknown setting 'overwrit'", "did you mean overwrite?")
+def _(w: World) -> list[str]:
+    return ["export", f"model={w.model_copy()}", "format=hf", f"out={w.tmp / 'out'}", "overwrit=true"]
 
 
 # --- the test -------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ VERBS = {
     "serve": ("llm.cli.serve", "an OpenAI-compatible HTTP API over a model directory (llm serve model=<run>/model)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
     "report": ("llm.cli.report", "compare the variants of a sweep over seeds (llm report multirun/<date>/<time>)"),
+    "export": ("llm.cli.export", "a model directory as transformers or ONNX (llm export model=DIR format=hf out=OUT)"),
 }
 
 
@@ -28,7 +29,7 @@ ALIASES = {verb: {"model": "model_dir", "reference": "reference_dir"} for verb i
 
 
 # settings whose values are taken as typed (paths and variant labels hold `=` and `,`), per verb
-TEXT_KEYS = {"report": ("sweep_dir", "baseline"), "serve": ("api_key", "name")}
+TEXT_KEYS = {"report": ("sweep_dir", "baseline"), "serve": ("api_key", "name"), "export": ("model", "out")}
 
 # overrides that ask for what the configs already do; Hydra cannot parse a null group override
 NO_OPS = ("experiment=null",)

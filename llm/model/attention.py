@@ -31,7 +31,7 @@ def causal_mask(q_pos: Tensor, k_pos: Tensor, window: int | None) -> Tensor:
     query_pos, key_pos = q_pos[:, :, None], k_pos[:, None, :]
     allowed = key_pos <= query_pos
     if window is not None:
-        allowed &= query_pos - key_pos < window
+        allowed = allowed & (query_pos - key_pos < window)  # not in place: exporters have no in-place and
     return allowed
 
 
