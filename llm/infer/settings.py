@@ -157,7 +157,7 @@ def check_seed(value: Any) -> int | None:
     return value
 
 
-def check_device(value: Any) -> str:
+def check_device(value: Any, verb: str = "llm sample") -> str:
     """`value` if PyTorch knows it and this machine has it: cpu, cuda, cuda:<index> or mps."""
     import torch
 
@@ -167,7 +167,7 @@ def check_device(value: Any) -> str:
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps") or (device.type != "cuda" and device.index):
-        raise ConfigError(f"device={show(value)} is not a device llm sample can use; {choices}")
+        raise ConfigError(f"device={show(value)} is not a device {verb} can use; {choices}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA"
