@@ -28,7 +28,7 @@ ALIASES = {verb: {"model": "model_dir", "reference": "reference_dir"} for verb i
 
 
 # settings whose values are taken as typed (paths and variant labels hold `=` and `,`), per verb
-TEXT_KEYS = {"report": ("sweep_dir", "baseline")}
+TEXT_KEYS = {"report": ("sweep_dir", "baseline"), "eval": ("text.path",)}
 
 # overrides that ask for what the configs already do; Hydra cannot parse a null group override
 NO_OPS = ("experiment=null",)
