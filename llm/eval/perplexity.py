@@ -107,30 +107,34 @@ def plan_windows(n_tokens: int, window: int, stride: int) -> list[Window]:
     return windows
 
 
-def check_window(window: int | None, stride: int | None, block_size: int) -> tuple[int, int]:
-    """(window, stride) with null filled in: window = block_size, stride = window; ConfigError when out of range."""
+def check_window(window: int | None, stride: int | None, block_size: int, prefix: str = "") -> tuple[int, int]:
+    """(window, stride) with null filled in: window = block_size, stride = window; ConfigError when out of range.
+    `prefix` is where the settings are (`eval.` in train.yaml)."""
     window = block_size if window is None else window
     if not 1 <= window <= block_size:
         raise ConfigError(
-            f"window={window} must be between 1 and the model's context (block_size) of {block_size} tokens; "
+            f"{prefix}window={window} must be between 1 and the model's context (block_size) of {block_size} tokens; "
             "null uses the whole context"
         )
     stride = window if stride is None else stride
     if not 1 <= stride <= window:
         raise ConfigError(
-            f"stride={stride} must be between 1 and the window of {window} tokens (stride = window: non-overlapping "
-            "windows; smaller: sliding windows, each scoring its last stride tokens); null uses the window"
+            f"{prefix}stride={stride} must be between 1 and the window of {window} tokens (stride = window: "
+            "non-overlapping windows; smaller: sliding windows, each scoring its last stride tokens); null uses the "
+            "window"
         )
     return window, stride
 
 
-def check_length(n_tokens: int, window: int, what: str) -> None:
-    """A text must hold one full window and the target after it."""
+def check_length(
+    n_tokens: int, window: int, what: str, window_key: str = "window", longer: str = "a longer text"
+) -> None:
+    """A text must hold one full window and the target after it; the message names the setting to lower."""
     if n_tokens < window + 1:
-        fix = f"window={n_tokens - 1} or less" if n_tokens >= 2 else "a longer text"
+        smaller = f"{window_key}={n_tokens - 1} or less" if n_tokens >= 2 else f"{window_key}=..."
         raise CorpusError(
             f"{what} is {n_tokens} token{'s' if n_tokens != 1 else ''} long, shorter than one window of {window} "
-            f"tokens + 1 (the first token is only context); score a longer text, or use a smaller window ({fix})"
+            f"tokens + 1 (the first token is only context); score {longer}, or use a smaller window ({smaller})"
         )
 
 

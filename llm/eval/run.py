@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,19 @@ def evaluate(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
 
 
 def check_writable(out: Path) -> None:
-    """The output folder exists (it is made) and is a folder, found out before any work."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"out={out} is a file, not a folder; give out=<a folder> for eval.json and eval.md") from None
-    except OSError as e:
-        raise ConfigError(f"cannot create out={out} ({e.strerror or e}); give out=<a writable folder>") from None
+    """The output folder is a folder, or can be made one where it is: found out before any work (it is made only
+    when the results are written)."""
+    path = out.absolute()
+    for ancestor in (path, *path.parents):
+        if not ancestor.exists():
+            continue
+        if not ancestor.is_dir():
+            raise ConfigError(
+                f"out={out}: {ancestor} is a file, not a folder; give out=<a folder> for eval.json and eval.md"
+            )
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ConfigError(f"out={out}: cannot write in {ancestor} (no permission); give out=<a writable folder>")
+        return
 
 
 def plain_numbers(value: Any) -> Any:
@@ -77,7 +84,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_outputs(out: Path, results: dict[str, Any]) -> None:
-    """eval.json and eval.md in `out`, each written atomically."""
+    """eval.json and eval.md in `out` (made if need be), each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "eval.json", json.dumps(plain_numbers(results), indent=2, ensure_ascii=False) + "\n")
     write_text_atomic(out / "eval.md", markdown(results))
 

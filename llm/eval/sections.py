@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 from rich.text import Text
 
+from llm.errors import ConfigError
 from llm.eval.perplexity import check_window, score_tokens
 from llm.eval.texts import eval_text, limited
 from llm.infer.generate import GenerationSettings, complete, start_tokens
@@ -121,8 +122,11 @@ TEXT = Section("Text", evaluate_text, text_markdown, text_table, check_text_wind
 
 
 def check_prompts(model: GPT, tokenizer: Tokenizer, cfg: DictConfig) -> None:
-    for prompt in cfg.samples.prompts:
-        check_prompt(prompt, tokenizer, model.config.block_size)
+    for i, prompt in enumerate(cfg.samples.prompts):
+        try:
+            check_prompt(prompt, tokenizer, model.config.block_size)
+        except ConfigError as e:
+            raise ConfigError(f"samples.prompts[{i}]={prompt!r}: {e}") from None
 
 
 def evaluate_samples(model: GPT, tokenizer: Tokenizer, cfg: DictConfig) -> list[dict[str, str]] | None:

@@ -84,10 +84,14 @@ def evaluation_callbacks(node: DictConfig | None, tokenizer: Tokenizer, datamodu
     """[TextEvaluation] as the `eval` block asks, or [] when eval.every_n_steps is null (or there is no block)."""
     if node is None or node.get("every_n_steps") is None:
         return []
-    window, stride = check_window(node.get("window"), node.get("stride"), block_size)
+    window, stride = check_window(node.get("window"), node.get("stride"), block_size, "eval.")
     ids, what = evaluation_tokens(node, tokenizer, datamodule)
     limit = node.get("max_tokens")
-    ids = ids if limit is None else ids[:limit]
-    check_length(len(ids), window, what + ("" if limit is None else f" (its first eval.max_tokens={limit} tokens)"))
+    if limit is not None and len(ids) > limit:
+        ids = ids[:limit]
+        what, longer = f"{what} (its first eval.max_tokens={limit} tokens)", "more of it (a larger eval.max_tokens)"
+    else:
+        longer = "a longer text (eval.path=FILE)"
+    check_length(len(ids), window, what, "eval.window", longer)
     every, batch_size = int(node.every_n_steps), int(node.get("batch_size") or 8)
     return [TextEvaluation(tokenizer, ids, every, window=window, stride=stride, batch_size=batch_size)]
