@@ -112,7 +112,9 @@ def text_markdown(value: dict[str, Any]) -> str:
 
 
 def text_table(value: dict[str, Any]) -> Table:
-    return rich_table(f"text: {text_source(value)}", ["metric", "value"], metric_rows(value["metrics"]))
+    return rich_table(
+        "text", ["metric", "value"], [["text scored", text_source(value)], *metric_rows(value["metrics"])]
+    )
 
 
 TEXT = Section("Text", evaluate_text, text_markdown, text_table, check_text_window)
