@@ -20,12 +20,13 @@ from llm.errors import ConfigError
         (
             "trian",
             "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, components, "
-            "report; llm --help",
+            "report, eval; llm --help",
         ),
         ("smaple", "unknown verb 'smaple' (did you mean sample?); choose one of:"),
         (
             "xyz",
-            "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, components, report; llm --help lists them",
+            "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, components, report, eval; "
+            "llm --help lists them",
         ),
     ],
 )

@@ -17,9 +17,9 @@ VERBS = {
     "sft": ("llm.cli.sft", "fine-tune a model directory on prompt/response examples (llm sft model=DIR data.path=...)"),
     "dpo": ("llm.cli.dpo", "align a model directory with preference pairs (llm dpo model=DIR data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
-    "eval": ("llm.cli.eval", "loss, perplexity, bits per byte and samples of a model (llm eval model=<run>/model)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
     "report": ("llm.cli.report", "compare the variants of a sweep over seeds (llm report multirun/<date>/<time>)"),
+    "eval": ("llm.cli.eval", "loss, perplexity, bits per byte and samples of a model (llm eval model=<run>/model)"),
 }
 
 
