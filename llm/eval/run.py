@@ -85,9 +85,14 @@ def markdown(results: dict[str, Any]) -> str:
 
 def write_outputs(out: Path, results: dict[str, Any]) -> None:
     """eval.json and eval.md in `out` (made if need be), each written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "eval.json", json.dumps(plain_numbers(results), indent=2, ensure_ascii=False) + "\n")
-    write_text_atomic(out / "eval.md", markdown(results))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "eval.json", json.dumps(plain_numbers(results), indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(out / "eval.md", markdown(results))
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write eval.json and eval.md into out={out} ({e.strerror or e}); give out=<a writable folder>"
+        ) from None
 
 
 def show(results: dict[str, Any], console: Console, out: Path) -> None:

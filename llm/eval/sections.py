@@ -89,6 +89,8 @@ def evaluate_text(model: GPT, tokenizer: Tokenizer, cfg: DictConfig) -> dict[str
         return None
     text = limited(text, cfg.max_tokens)
     what = "the validation split" if text.about["source"] == "validation" else f"text.path={cfg.text.path}"
+    if "max_tokens" in text.about:
+        what += f" (its first max_tokens={cfg.max_tokens} tokens)"
     score = score_tokens(
         model, tokenizer, text.ids, window=cfg.window, stride=cfg.stride, batch_size=cfg.batch_size, what=what
     )

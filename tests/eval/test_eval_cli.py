@@ -128,3 +128,10 @@ def test_help_names_the_settings(capsys: pytest.CaptureFixture[str], monkeypatch
     code, out, _ = llm_eval(capsys, monkeypatch, "--help")
     assert code == 0
     assert "llm eval: evaluate a model directory" in out and "text: file, none, validation" in out
+
+
+def test_markdown_cells_keep_pipes_and_line_breaks_in_one_row() -> None:
+    from llm.eval.sections import markdown_table
+
+    table = markdown_table(["prompt", "continuation"], [["a|b", "one\ntwo\r\nthree"]])
+    assert table.splitlines()[-1] == "| a\\|b | one<br>two<br>three |"
