@@ -995,6 +995,102 @@ def _(w: World) -> list[str]:
 @case("export-typo-setting", "unknown setting 'overwrit'", "did you mean overwrite?")
 def _(w: World) -> list[str]:
     return ["export", f"model={w.model_copy()}", "format=hf", f"out={w.tmp / 'out'}", "overwrit=true"]
+# --- evaluation (llm eval, eval.* of llm train) ---------------------------------------------------------------
+
+
+def evaluate(w: World, *settings: str, model: Path | None = None) -> list[str]:
+    """`llm eval` of the module's model directory on the shared corpus, writing into tmp/out (never, here)."""
+    model = model or w.request.getfixturevalue("model_dir")
+    w.then(absent(w.tmp / "out", "a refused evaluation writes nothing"))
+    return ["eval", f"model={model}", "text=file", f"text.path={w.corpus}", f"out={w.tmp / 'out'}", *settings]
+
+
+@case("eval-no-model", "llm eval needs model=<a model directory>", "e.g. llm eval model=runs/shakespeare/model")
+def _(w: World) -> list[str]:
+    return ["eval"]
+
+
+@case("eval-model-without-tokenizer", "has no tokenizer.json: llm eval needs the model's tokenizer", "copy that run")
+def _(w: World) -> list[str]:
+    model = w.model_copy()
+    (model / "tokenizer.json").unlink()
+    return evaluate(w, model=model)
+
+
+@case("eval-text-shorter-than-window", "is 9 tokens long, shorter than one window of 16 tokens + 1", "window=8 or less")
+def _(w: World) -> list[str]:
+    return [*evaluate(w), f"text.path={w.file('short.txt', 'the cat .')}"]
+
+
+@case("eval-window-beyond-context", "window=64 must be between 1 and the model's context (block_size) of 16 tokens")
+def _(w: World) -> list[str]:
+    return evaluate(w, "window=64")
+
+
+@case("eval-stride-beyond-window", "stride=20 must be between 1 and the window of 16 tokens", "null uses the window")
+def _(w: World) -> list[str]:
+    return evaluate(w, "stride=20")
+
+
+@case("eval-file-missing", "missing.txt: no such file (looked from", "give text.path=<a UTF-8 text file>")
+def _(w: World) -> list[str]:
+    return [*evaluate(w), f"text.path={w.tmp / 'missing.txt'}"]
+
+
+@case("eval-file-not-utf8", "latin1.txt is not UTF-8 at byte 9; convert it to UTF-8")
+def _(w: World) -> list[str]:
+    return [*evaluate(w), f"text.path={w.file('latin1.txt', ('the cat s' + chr(233) + ' mat').encode('latin-1'))}"]
+
+
+@case("eval-file-without-path", "text=file scores a whole file: give text.path=<a UTF-8 text file>")
+def _(w: World) -> list[str]:
+    return ["eval", f"model={w.request.getfixturevalue('model_dir')}", "text=file"]
+
+
+@case("eval-validation-without-run", "config.yaml does not exist; name a corpus with text.data=", "text=file")
+def _(w: World) -> list[str]:
+    return ["eval", f"model={w.request.getfixturevalue('model_dir')}", f"out={w.tmp / 'out'}"]
+
+
+@case("eval-unknown-corpus-config", "text.data='nosuch' is not a corpus config; choose one of: hf, pystdlib, text")
+def _(w: World) -> list[str]:
+    return ["eval", f"model={w.request.getfixturevalue('model_dir')}", "text.data=nosuch", f"out={w.tmp / 'out'}"]
+
+
+@case("eval-unknown-text-option", "unknown option 'valid' for text; choose one of: file, none, validation")
+def _(w: World) -> list[str]:
+    return ["eval", f"model={w.request.getfixturevalue('model_dir')}", "text=valid"]
+
+
+@case("eval-prompt-outside-vocab", "samples.prompts[1]='Zebra': the prompt cannot be encoded: character 'Z'")
+def _(w: World) -> list[str]:
+    return evaluate(w, "samples.prompts=[the,Zebra]")
+
+
+@case("eval-added-unknown-setting", "llm eval has no setting 'foo'; write key=value without the +")
+def _(w: World) -> list[str]:
+    return evaluate(w, "+foo=1")
+
+
+@case("eval-out-is-a-file", "is a file, not a folder; give out=<a folder> for eval.json and eval.md")
+def _(w: World) -> list[str]:
+    return [*evaluate(w), f"out={w.file('results', 'x')}"]
+
+
+@case("train-eval-every-zero", "eval.every_n_steps must be a whole number >= 1 or null, got 0")
+def _(w: World) -> list[str]:
+    return w.train("eval.every_n_steps=0")
+
+
+@case("train-eval-path-missing", "eval.path=", "missing.txt' is not a file", "eval.path=null for the validation split")
+def _(w: World) -> list[str]:
+    return w.train("eval.every_n_steps=2", f"eval.path={w.tmp / 'missing.txt'}")
+
+
+@case("train-eval-text-shorter-than-window", "(its first eval.max_tokens=10 tokens) is 10 tokens long", "eval.window=9")
+def _(w: World) -> list[str]:
+    w.then(absent(w.tmp / "run" / "checkpoints" / "last.ckpt", "the evaluation text is checked before training"))
+    return w.train("eval.every_n_steps=2", "eval.max_tokens=10")
 
 
 # --- the test -------------------------------------------------------------------------------------------------

@@ -19,13 +19,13 @@ from llm.errors import ConfigError
     [
         (
             "trian",
-            "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, serve, components, "
-            "report; llm --help",
+            "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, eval, serve, export, components, report; "
+            "llm --help",
         ),
         ("smaple", "unknown verb 'smaple' (did you mean sample?); choose one of:"),
         (
             "xyz",
-            "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, serve, components, report; "
+            "unknown verb 'xyz'; choose one of: train, sft, dpo, sample, eval, serve, export, components, report; "
             "llm --help lists them",
         ),
     ],

@@ -17,10 +17,11 @@ VERBS = {
     "sft": ("llm.cli.sft", "fine-tune a model directory on prompt/response examples (llm sft model=DIR data.path=...)"),
     "dpo": ("llm.cli.dpo", "align a model directory with preference pairs (llm dpo model=DIR data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
+    "eval": ("llm.cli.eval", "loss, perplexity, bits per byte and samples of a model (llm eval model=<run>/model)"),
     "serve": ("llm.cli.serve", "an OpenAI-compatible HTTP API over a model directory (llm serve model=<run>/model)"),
+    "export": ("llm.cli.export", "a model directory as transformers or ONNX (llm export model=DIR format=hf out=OUT)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
     "report": ("llm.cli.report", "compare the variants of a sweep over seeds (llm report multirun/<date>/<time>)"),
-    "export": ("llm.cli.export", "a model directory as transformers or ONNX (llm export model=DIR format=hf out=OUT)"),
 }
 
 
@@ -29,7 +30,12 @@ ALIASES = {verb: {"model": "model_dir", "reference": "reference_dir"} for verb i
 
 
 # settings whose values are taken as typed (paths and variant labels hold `=` and `,`), per verb
-TEXT_KEYS = {"report": ("sweep_dir", "baseline"), "serve": ("api_key", "name"), "export": ("model", "out")}
+TEXT_KEYS = {
+    "report": ("sweep_dir", "baseline"),
+    "serve": ("api_key", "name"),
+    "export": ("model", "out"),
+    "eval": ("text.path",),
+}
 
 # overrides that ask for what the configs already do; Hydra cannot parse a null group override
 NO_OPS = ("experiment=null",)

@@ -9,6 +9,7 @@ import difflib
 import inspect
 import logging
 import re
+from pathlib import Path
 from typing import Any, get_args
 
 import torch
@@ -231,6 +232,21 @@ def check_numbers(cfg: DictConfig) -> None:
     need_int(cfg, "samples.max_new_tokens", 1)
     need_number(cfg, "samples.temperature", 0)
     need_int(cfg, "samples.top_k", 1, optional=True)
+    need_int(cfg, "eval.every_n_steps", 1, optional=True)
+    need_int(cfg, "eval.max_tokens", 2, optional=True)
+    need_int(cfg, "eval.window", 1, optional=True)
+    need_int(cfg, "eval.stride", 1, optional=True)
+    need_int(cfg, "eval.batch_size", 1)
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """eval.path, when given, is a file: found out now, not after the data is prepared."""
+    path = value_of(cfg, "eval.path")
+    if path not in (ABSENT, None) and (not isinstance(path, str) or not Path(path).expanduser().is_file()):
+        raise ConfigError(
+            f"eval.path={path!r} is not a file (looked from {Path.cwd()}); give eval.path=<a UTF-8 text file> to "
+            "score during training, or eval.path=null for the validation split"
+        )
 
 
 def check_schedule(cfg: DictConfig) -> None:
@@ -281,6 +297,7 @@ def check_run_config(cfg: DictConfig) -> None:
     check_no_missing(cfg)
     check_numbers(cfg)
     check_switches(cfg)
+    check_eval(cfg)
     check_trainer(cfg)
     check_schedule(cfg)
     for group in ("trainer", "optim", "scheduler", "logger", "callbacks", "data"):

@@ -30,6 +30,7 @@ RESUMABLE = (
     "callbacks.",
     "checkpoint.",
     "samples.",
+    "eval.",
     "data.num_workers",
     "threads",
     "trainer.max_steps",

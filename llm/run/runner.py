@@ -31,6 +31,7 @@ from llm.infer import sample_text
 from llm.lit.base import TrainModule
 from llm.lit.budget import Budget
 from llm.lit.callbacks import Throughput
+from llm.lit.eval_callback import evaluation_callbacks
 from llm.lit.loggers import ResumableCSVLogger, forget_steps_from
 from llm.lit.progress import StepProgressBar
 from llm.lit.trackers import has_csv, log_run_end, started
@@ -120,9 +121,11 @@ def fit(
     throughput = Throughput()
     budget = Budget(throughput, training_flops_per_token(parts.module.model.config), **budget_settings(cfg))
     progress = [StepProgressBar()] if cfg.trainer.enable_progress_bar else []
+    block_size = parts.module.model.config.block_size
+    evaluations = evaluation_callbacks(cfg.get("eval"), parts.tokenizer, parts.datamodule, block_size)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.callbacks), throughput, budget, *progress],
+        callbacks=[*instantiate_all(cfg.callbacks), throughput, budget, *evaluations, *progress],
         logger=build_loggers(cfg, run_dir),
     )
     if trainer.is_global_zero:

@@ -1,0 +1,6 @@
+"""Evaluation of trained models: loss, perplexity and bits per byte on a text (perplexity.py), the text to score
+(texts.py), the sections of `llm eval` (sections.py, run.py: SECTIONS) and its settings (settings.py)."""
+
+from llm.eval.perplexity import TextScore, score_text, score_tokens
+
+__all__ = ["TextScore", "score_text", "score_tokens"]
