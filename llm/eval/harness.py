@@ -112,6 +112,11 @@ class LLMHarnessModel(LM):
     def block_size(self) -> int:
         return self.model.config.block_size
 
+    @property
+    def truncated(self) -> int:
+        """Requests cut from the left so far (loglikelihood and generate_until together)."""
+        return self.counts["loglikelihood_truncated"] + self.counts["generate_until_truncated"]
+
     def encode(self, request: Any, text: str) -> list[int]:
         """tokenizer.encode(text); a text the tokenizer cannot encode names the task and document."""
         try:
@@ -330,9 +335,11 @@ def run_lm_eval(
 
     tasks: names (or one comma-separated string) of built-in tasks or of tasks in `include_path`'s YAML files.
     limit: at most this many documents a task (a fraction below 1: that share). Returns
-    {"tasks": {task: {metric: value, ..., "samples": n}}, "counts": {request type: n, "<type>_truncated": n}},
-    where the counts say how many requests of each type were made and how many were cut from the left to fit the
-    model's context. Raises a UserError for an unknown task, missing task data or a bad model directory.
+    {"tasks": {task: {metric: value, ..., "samples": n}}, "truncated": n, "counts": {request type: n,
+    "<type>_truncated": n, "loglikelihood_rolling_windowed": n}}: how many requests of each type were made, how
+    many were cut from the left to fit the model's context (in all: "truncated"), and how many texts scored with
+    loglikelihood_rolling took several windows. Raises a UserError for an unknown task, missing task data or a
+    bad model directory.
     """
     from lm_eval import simple_evaluate
 
@@ -352,4 +359,4 @@ def run_lm_eval(
         log_samples=False,
         bootstrap_iters=1000,
     )
-    return {"tasks": scores(results or {}), "counts": dict(sorted(model.counts.items()))}
+    return {"tasks": scores(results or {}), "truncated": model.truncated, "counts": dict(sorted(model.counts.items()))}

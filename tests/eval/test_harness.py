@@ -130,6 +130,7 @@ def test_long_requests_are_truncated_from_the_left_and_counted(lm: LLMHarnessMod
     greedy = generate_batch(lm.model, [cropped], GenerationSettings(max_new_tokens=3, temperature=0.0))[0]
     assert text == lm.tokenizer.decode(greedy)
     assert lm.counts["generate_until_truncated"] == generated + 1
+    assert lm.truncated == lm.counts["loglikelihood_truncated"] + lm.counts["generate_until_truncated"]
 
 
 def test_generate_until_respects_stop_sequences_and_max_gen_toks(lm: LLMHarnessModel) -> None:
@@ -263,6 +264,7 @@ def test_run_lm_eval_by_registered_name_returns_scores_and_counts(quiz_setup: di
     assert out["tasks"]["quiz_true"]["acc"] == 1.0
     assert out["tasks"]["quiz_true"]["samples"] == 6
     assert out["counts"] == {"loglikelihood": 6 * len(ANSWERS)}
+    assert out["truncated"] == 0
 
 
 def test_a_task_whose_data_file_is_missing_names_the_task_and_the_file(quiz_setup: dict, tmp_path: Path) -> None:
