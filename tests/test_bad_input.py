@@ -995,6 +995,8 @@ def _(w: World) -> list[str]:
 @case("export-typo-setting", "unknown setting 'overwrit'", "did you mean overwrite?")
 def _(w: World) -> list[str]:
     return ["export", f"model={w.model_copy()}", "format=hf", f"out={w.tmp / 'out'}", "overwrit=true"]
+
+
 # --- evaluation (llm eval, eval.* of llm train) ---------------------------------------------------------------
 
 

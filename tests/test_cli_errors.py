@@ -19,8 +19,8 @@ from llm.errors import ConfigError
     [
         (
             "trian",
-            "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, eval, serve, export, components, report; "
-            "llm --help",
+            "unknown verb 'trian' (did you mean train?); choose one of: train, sft, dpo, sample, eval, serve, export, "
+            "components, report; llm --help",
         ),
         ("smaple", "unknown verb 'smaple' (did you mean sample?); choose one of:"),
         (
