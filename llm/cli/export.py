@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from llm.cli.errors import report_user_errors
-from llm.cli.verb_settings import check_verb_overrides
+from llm.cli.overrides import check_flat_overrides
 from llm.configs import config_dir
 
 CONFIG_DIR, CONFIG_NAME = config_dir() / "verbs", "export"
@@ -37,5 +37,7 @@ def quiet_transformers() -> None:
 
 
 def main() -> None:
-    report_user_errors(check_verb_overrides)(CONFIG, "export", sys.argv[1:])
+    report_user_errors(check_flat_overrides)(
+        sys.argv[1:], CONFIG, "llm export", "model= and out= take any path as it is"
+    )
     app()

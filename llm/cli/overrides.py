@@ -1,4 +1,4 @@
-"""The overrides of a verb whose config is one flat list of settings (`llm sample`, `llm serve`), checked as one
+"""The overrides of a verb whose config is one flat list of settings (`llm sample`, `llm serve`, `llm export`), checked as one
 line each: a setting the verb lacks, a value Hydra cannot parse, `+key=` for a setting it has, `~key`."""
 
 from __future__ import annotations
