@@ -149,10 +149,18 @@ class Rotary(Position):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
+    def in_table(self, pos: Tensor) -> bool:
+        """Whether every position has a row in the precomputed tables (the same values the formula gives). Never
+        while tracing: an exported graph computes the angles, so it holds for any position."""
+        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        return not tracing and int(pos.max()) < self.cos.size(0)
+
     def rotate(self, q: Tensor, k: Tensor, pos: Tensor | None = None) -> tuple[Tensor, Tensor]:
         t = q.size(-2)
         if pos is None and t <= self.cos.size(0):
             cos, sin = self.cos[:t], self.sin[:t]  # (T, hs/2): training's path
+        elif pos is not None and self.in_table(pos):  # a decoding step: the table's rows at these positions
+            cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (B, 1, T, hs/2): every head
         else:  # also past the precomputed table
             pos = positions_or_arange(pos, t, q.device)
             angles = rope_angles(pos.flatten(), self.head_dim, self.theta).view(*pos.shape, -1)  # (B, T, hs/2)
