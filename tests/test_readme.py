@@ -64,3 +64,37 @@ def test_sft_then_dpo_on_the_hh_pairs_as_the_readme_shows(tmp_path: Path) -> Non
     llm("dpo", "model=runs/sft/model", f"data.path={hh}", "objective.beta=0.1", "hydra.run.dir=runs/dpo", cwd=tmp_path)
     summary = json.loads((tmp_path / "runs/dpo/summary.json").read_text())
     assert summary["steps"] == 200 and "val_rewards_accuracies" in summary
+
+
+@pytest.mark.slow
+def test_eval_export_and_serve_as_the_readme_shows(tmp_path: Path) -> None:
+    """The quick run of the export how-to, then llm eval, both export formats loaded back, and llm serve answering
+    the README's curl request (sent with httpx)."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("transformers")
+    steps_ = ["trainer.max_steps=60", "trainer.val_check_interval=30", "hydra.run.dir=runs/quick"]
+    llm("train", "experiment=quickstart", *steps_, cwd=tmp_path)
+    llm("eval", "model=runs/quick/model", cwd=tmp_path)
+    assert "bits_per_byte" in json.dumps(json.loads((tmp_path / "runs/quick/eval/eval.json").read_text()))
+    llm("export", "model=runs/quick/model", "format=hf", "out=exported/quick-hf", cwd=tmp_path)
+    llm("export", "model=runs/quick/model", "format=onnx", "out=exported/quick-onnx", cwd=tmp_path)
+    load = "import transformers as t; print(t.AutoModelForCausalLM.from_pretrained('exported/quick-hf'))"
+    out = subprocess.run([sys.executable, "-c", load], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "GPT2LMHeadModel" in out.stdout, out.stderr[-2000:]
+    assert (tmp_path / "exported/quick-onnx/model.onnx").is_file()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["model=runs/quick/model", "name=quick", "api_key=sk-local", "port=0"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llm", "serve", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = line.split(" at ")[1].split()[0]  # "serving 'quick' at http://127.0.0.1:PORT/v1 ..."
+        body = {"model": "quick", "prompt": "def ", "max_tokens": 20, "temperature": 0.8}
+        headers = {"Authorization": "Bearer sk-local"}
+        answer = httpx.post(f"{url}/completions", json=body, headers=headers, timeout=120).json()
+        assert answer["usage"]["completion_tokens"] >= 1 and answer["choices"][0]["finish_reason"] in ("stop", "length")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
