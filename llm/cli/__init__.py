@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
+import os
+
+# Before torch loads OpenMP: threads waiting for work sleep instead of spinning, so runs that share a machine do not
+# burn each other's cores (benchmarks/shared_machine.py measures it); OMP_WAIT_POLICY=ACTIVE restores spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import difflib  # noqa: E402
 import importlib
 import sys
 from pathlib import Path
