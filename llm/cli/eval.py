@@ -41,6 +41,8 @@ def check_overrides(args: list[str]) -> None:
     except ImportError:  # another Hydra: leave its checks to it
         return
     config = OmegaConf.load(CONFIG)
+    if not isinstance(config, DictConfig):  # not a mapping: leave its checks to Hydra
+        return
     settings = [str(key) for key in config if key not in ("defaults", "hydra")] + list(GROUPS)
     blocks = [*GROUPS, *(str(key) for key in settings if OmegaConf.is_dict(config.get(key)))]
     parser = OverridesParser.create()
