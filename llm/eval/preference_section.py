@@ -185,7 +185,10 @@ def evaluate_preference(model: GPT, tokenizer: Tokenizer, cfg: DictConfig) -> di
         scores = preference_eval(cfg.model, reference, node.pairs, beta=float(node.beta), **common)
         out["implicit_reward"] = {"pairs_file": node.pairs, **scores}
     if node.reward is not None:
-        prompts: Any = [pair.prompt for pair in read_pairs(node.pairs)[0]] if node.prompts is None else node.prompts
+        if node.prompts is None:
+            prompts: list[str] | Path = [pair.prompt for pair in read_pairs(node.pairs)[0]]
+        else:
+            prompts = Path(node.prompts).expanduser()
         settings = {"max_new_tokens": node.max_new_tokens, "temperature": float(node.temperature), "seed": node.seed}
         wins = win_rate(cfg.model, reference, prompts, node.reward, **settings, **common)
         out["win_rate"] = {"prompts_file": node.prompts if node.prompts is not None else node.pairs, **wins}
