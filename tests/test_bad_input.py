@@ -1079,6 +1079,64 @@ def _(w: World) -> list[str]:
     return [*evaluate(w), f"out={w.file('results', 'x')}"]
 
 
+def task_without_data(w: World) -> Path:
+    """A folder with one lm_eval task YAML whose data file does not exist (the YAML of tests/eval/test_harness.py)."""
+    from tests.eval.test_harness import write_task  # skips the case when lm_eval is not installed
+
+    write_task(w.tmp / "tasks", "quiz_lost", w.tmp / "nowhere.jsonl", w.tmp / "hf-cache")
+    return w.tmp / "tasks"
+
+
+def compared(w: World, *settings: str, reference: Path | None = None) -> list[str]:
+    """`llm eval` with the module's model directory as its own reference (the same tokenizer)."""
+    reference = reference or w.request.getfixturevalue("model_dir")
+    return evaluate(w, f"preference.reference={reference}", *settings)
+
+
+@case("eval-lm-eval-task-data-missing", "task quiz_lost (", "reads data file", "nowhere.jsonl, which does not exist")
+def _(w: World) -> list[str]:
+    return evaluate(w, "lm_eval.tasks=[quiz_lost]", f"lm_eval.include_path={task_without_data(w)}")
+
+
+@case("eval-lm-eval-tasks-not-a-list", "lm_eval.tasks=hellaswag must be a list of task names", "'lm_eval.tasks=[")
+def _(w: World) -> list[str]:
+    return evaluate(w, "lm_eval.tasks=hellaswag")
+
+
+@case(
+    "eval-reward-not-importable",
+    "reward function no_such_module_xyz:score: cannot import module no_such_module_xyz (ModuleNotFoundError",
+    'give it as "module:function"',
+)
+def _(w: World) -> list[str]:
+    prompts = w.file("prompts.txt", "the\n")
+    return compared(w, f"preference.prompts={prompts}", "preference.reward=no_such_module_xyz:score")
+
+
+@case(
+    "eval-reward-raises",
+    "reward function ",
+    "raises.py:score raised ValueError: no score on prompt 'the cat' and completion",
+)
+def _(w: World) -> list[str]:
+    fn = w.file("raises.py", "def score(prompt, completion):\n    raise ValueError('no score')\n")
+    prompts = w.file("prompts.txt", "the cat\n")
+    return compared(w, f"preference.prompts={prompts}", f"preference.reward={fn}:score", "preference.max_new_tokens=2")
+
+
+@case("eval-reference-not-a-model-dir", "is not a model directory: it lacks model.safetensors, tokenizer.json")
+def _(w: World) -> list[str]:
+    folder = w.file("sft/config.json", "{}").parent
+    return compared(w, f"preference.pairs={w.tmp / 'pairs.jsonl'}", reference=folder)
+
+
+@case(
+    "eval-preference-pairs-missing", "preference.pairs=", "missing.jsonl: no such file (looked from", "held-out pairs"
+)
+def _(w: World) -> list[str]:
+    return compared(w, f"preference.pairs={w.tmp / 'missing.jsonl'}")
+
+
 @case("train-eval-every-zero", "eval.every_n_steps must be a whole number >= 1 or null, got 0")
 def _(w: World) -> list[str]:
     return w.train("eval.every_n_steps=0")

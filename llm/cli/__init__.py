@@ -23,7 +23,10 @@ VERBS = {
     "sft": ("llm.cli.sft", "fine-tune a model directory on prompt/response examples (llm sft model=DIR data.path=...)"),
     "dpo": ("llm.cli.dpo", "align a model directory with preference pairs (llm dpo model=DIR data.path=...)"),
     "sample": ("llm.cli.sample", "continue a prompt with a trained model (llm sample model=<run>/model)"),
-    "eval": ("llm.cli.eval", "loss, perplexity, bits per byte and samples of a model (llm eval model=<run>/model)"),
+    "eval": (
+        "llm.cli.eval",
+        "loss, perplexity, bits per byte, samples, lm_eval tasks, preference of a model (llm eval model=<run>/model)",
+    ),
     "serve": ("llm.cli.serve", "an OpenAI-compatible HTTP API over a model directory (llm serve model=<run>/model)"),
     "export": ("llm.cli.export", "a model directory as transformers or ONNX (llm export model=DIR format=hf out=OUT)"),
     "components": ("llm.cli.components", "list registered components, their options and model counts"),
@@ -40,7 +43,14 @@ TEXT_KEYS = {
     "report": ("sweep_dir", "baseline"),
     "serve": ("api_key", "name"),
     "export": ("model", "out"),
-    "eval": ("text.path",),
+    "eval": (
+        "text.path",
+        "lm_eval.include_path",
+        "preference.reference",
+        "preference.pairs",
+        "preference.prompts",
+        "preference.reward",
+    ),
 }
 
 # overrides that ask for what the configs already do; Hydra cannot parse a null group override
@@ -64,11 +74,12 @@ def positional_sweep_dir(args: list[str]) -> list[str]:
 
 
 def quote_text_keys(args: list[str], keys: tuple[str, ...]) -> list[str]:
-    """`key=any text` -> `key='any text'` quoted for Hydra, for each of `keys`."""
+    """`key=any text` -> `key='any text'` quoted for Hydra, for each of `keys`; `key=null` stays null (a file
+    named null is ./null)."""
     quoted = []
     for arg in args:
         key, eq, value = arg.partition("=")
-        quoted.append(f"{key}={hydra_quoted(value)}" if eq and key in keys else arg)
+        quoted.append(f"{key}={hydra_quoted(value)}" if eq and key in keys and value != "null" else arg)
     return quoted
 
 

@@ -1,5 +1,6 @@
 """`llm eval model=<dir> [text=validation|file|none text.path=... window stride batch_size max_tokens samples.*
-out device]`: loss, perplexity, bits per byte and samples of a model directory (llm.eval)."""
+lm_eval.* preference.* out device]`: loss, perplexity, bits per byte, samples, lm-evaluation-harness tasks and a
+preference evaluation of a model directory (llm.eval)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ def check_overrides(args: list[str]) -> None:
         from hydra.errors import OverrideParseException
     except ImportError:  # another Hydra: leave its checks to it
         return
-    settings = [str(key) for key in OmegaConf.load(CONFIG) if key not in ("defaults", "hydra")] + list(GROUPS)
+    config = OmegaConf.load(CONFIG)
+    if not isinstance(config, DictConfig):  # not a mapping: leave its checks to Hydra
+        return
+    settings = [str(key) for key in config if key not in ("defaults", "hydra")] + list(GROUPS)
+    blocks = [*GROUPS, *(str(key) for key in settings if OmegaConf.is_dict(config.get(key)))]
     parser = OverridesParser.create()
     for text in get_args_parser().parse_args(args).overrides:
         try:
@@ -56,5 +61,5 @@ def check_overrides(args: list[str]) -> None:
             what = "llm eval has no setting" if unknown else "+ adds a setting llm eval would not read:"
             raise ConfigError(
                 f"{what} {key!r}; write key=value without the +, with one of its settings: {', '.join(settings)} "
-                "(and those inside text and samples)"
+                f"(and those inside {', '.join(blocks[:-1])} and {blocks[-1]})"
             )

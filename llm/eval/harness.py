@@ -1,7 +1,7 @@
 """Our model directories as an lm-evaluation-harness model, registered with lm_eval as "llm".
 
-    run_lm_eval("runs/x/model", ["my_task"], include_path="tasks/")      from Python (the entry point of
-                                                                           `llm eval ... lm_eval.tasks=[...]`)
+    run_lm_eval("runs/x/model", ["my_task"], include_path="tasks/")      from Python (what `llm eval ...
+                                                                           lm_eval.tasks=[...]` runs)
     llm-lm-eval --model llm --model_args path=runs/x/model --tasks my_task --include_path tasks/
                                                                            from the shell: lm_eval's own CLI,
                                                                            with this model registered first
@@ -22,9 +22,9 @@ Requests longer than the context are cut from the left, as the harness's own mod
 keeps the last block_size + 1 tokens of context + continuation, a generation prompt its last block_size tokens
 (generation then slides its window, see llm/infer/generate.py). Each cut is counted in `counts`.
 
-lm_eval 0.4 has no plugin entry point for models: a model name is known once a module has registered it, so
-the shell command is `llm-lm-eval` (or `python -m llm.eval.lm_eval_cli`), lm_eval's CLI after importing this
-module.
+lm_eval 0.4.13 has no plugin entry point for models: a model name is known once an imported module has
+registered it, so the bare `lm_eval --model llm` cannot find ours. The shell command is `llm-lm-eval --model llm
+--model_args path=DIR ...` (or `python -m llm.eval.lm_eval_cli`), lm_eval's CLI after importing this module.
 """
 
 from __future__ import annotations
@@ -321,6 +321,24 @@ def scores(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def task_names(tasks: Sequence[str] | str) -> list[str]:
+    """The task names of a list, or of one comma-separated string; none is a ConfigError."""
+    names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else [str(t) for t in tasks]
+    names = [n for n in names if n]
+    if not names:
+        raise ConfigError("lm_eval.tasks is empty; name at least one task, e.g. lm_eval.tasks=[my_task]")
+    return names
+
+
+def prepare_tasks(tasks: Sequence[str] | str, include_path: str | Path | None) -> tuple[list[str], Any]:
+    """The task names and lm_eval's TaskManager that knows them all, every task's local data files checked:
+    a HarnessError for an unknown task, a missing include_path or missing data, before anything runs."""
+    names = task_names(tasks)
+    manager = task_manager(names, include_path)
+    check_task_data(manager, names)
+    return names, manager
+
+
 def run_lm_eval(
     model_dir: str | Path,
     tasks: Sequence[str] | str,
@@ -330,6 +348,7 @@ def run_lm_eval(
     device: str = "cpu",
     limit: int | float | None = None,
     num_fewshot: int | None = None,
+    manager: Any = None,
 ) -> dict[str, Any]:
     """Runs lm-evaluation-harness tasks on a model directory with lm_eval's own evaluator.
 
@@ -339,17 +358,17 @@ def run_lm_eval(
     "<type>_truncated": n, "loglikelihood_rolling_windowed": n}}: how many requests of each type were made, how
     many were cut from the left to fit the model's context (in all: "truncated"), and how many texts scored with
     loglikelihood_rolling took several windows. Raises a UserError for an unknown task, missing task data or a
-    bad model directory.
+    bad model directory. manager: the TaskManager `prepare_tasks` returned for these tasks (indexing lm_eval's
+    built-in tasks takes many seconds: `llm eval` checks the tasks before any work and passes it on).
     """
     from lm_eval import simple_evaluate
 
-    names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else [str(t) for t in tasks]
-    names = [n for n in names if n]
-    if not names:
-        raise ConfigError("lm_eval.tasks is empty; name at least one task, e.g. lm_eval.tasks=[my_task]")
+    names = task_names(tasks)
     model = LLMHarnessModel(path=model_dir, batch_size=batch_size, device=device)
-    manager = task_manager(names, include_path)
-    check_task_data(manager, names)
+    if manager is None:
+        names, manager = prepare_tasks(names, include_path)
+    else:
+        check_task_data(manager, names)
     results = simple_evaluate(
         model=model,
         tasks=names,

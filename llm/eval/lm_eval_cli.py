@@ -3,8 +3,11 @@
     llm-lm-eval --model llm --model_args path=runs/x/model --tasks my_task --include_path tasks/ --device cpu
     python -m llm.eval.lm_eval_cli ...                                          (the same without the script)
 
-lm_eval 0.4 finds models only in its registry and has no plugin entry point for them, so this imports
-llm.eval.harness (which registers the model) and then hands every argument to lm_eval's CLI unchanged.
+lm_eval 0.4.13 has no plugin entry point for models: it finds a model only in its registry, and only an
+imported module can register one. So the bare `lm_eval --model llm ...` fails (no module registered "llm"), and
+the shell form is `llm-lm-eval --model llm --model_args path=DIR ...`: this command imports llm.eval.harness
+(which registers the model) and then hands every argument to lm_eval's CLI unchanged. From `llm` itself:
+`llm eval model=DIR lm_eval.tasks=[...] lm_eval.include_path=...` (the lm_eval section of eval.json).
 """
 
 from __future__ import annotations

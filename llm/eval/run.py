@@ -1,8 +1,9 @@
 """`llm eval`: the evaluations of a model directory, written to eval.json and eval.md and printed as tables.
 
 SECTIONS is the list of evaluations: each one is a Section (llm/eval/sections.py) under the name of its entry in
-eval.json and of its block in the config (conf/verbs/eval.yaml). To add one (say `lm_eval`), give it a block in
-eval.yaml and an entry here; a section whose evaluate returns None (switched off) is left out of the outputs.
+eval.json and of its block in the config (conf/verbs/eval.yaml). To add one, give it a block in eval.yaml and an
+entry here; a section whose evaluate returns None (switched off) is left out of the outputs. Each section's check
+runs before any section evaluates, so a bad setting of the last one is found before the text is scored.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from llm.errors import ConfigError
+from llm.eval.lm_eval_section import LM_EVAL
+from llm.eval.preference_section import PREFERENCE
 from llm.eval.sections import SAMPLES, TEXT, Section
 from llm.eval.settings import check_eval_settings, out_dir
 from llm.files import write_text_atomic
@@ -24,6 +27,8 @@ from llm.files import write_text_atomic
 SECTIONS: dict[str, Section] = {
     "text": TEXT,
     "samples": SAMPLES,
+    "lm_eval": LM_EVAL,
+    "preference": PREFERENCE,
 }
 
 
