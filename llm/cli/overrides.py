@@ -1,5 +1,6 @@
-"""The overrides of a verb whose config is one flat list of settings (`llm sample`, `llm serve`, `llm export`), checked as one
-line each: a setting the verb lacks, a value Hydra cannot parse, `+key=` for a setting it has, `~key`."""
+"""The overrides of a verb whose config is one flat list of settings (`llm sample`, `llm serve`, `llm export`),
+checked as one line each: a setting the verb lacks, a value Hydra cannot parse, `+key=` for a setting it has,
+`~key`."""
 
 from __future__ import annotations
 
