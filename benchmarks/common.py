@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +23,9 @@ from llm.files import write_text_atomic
 from llm.model import GPT
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+# tiny Shakespeare's 65 characters, for the corpus generated when the file is absent
+CHARACTERS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def sync(device: torch.device) -> None:
@@ -56,6 +60,26 @@ def bounded_matmul_peak(device: torch.device, dtype: torch.dtype, max_size: int,
             break
         size *= 2
     return best
+
+
+def generated_corpus(path: Path, characters: int = 1_000_000) -> Path:
+    """About `characters` of word-like text over CHARACTERS (seeded), for machines without tiny Shakespeare."""
+    rng = np.random.default_rng(0)
+    letters = np.array(list(CHARACTERS[2:]))
+    words = ["".join(rng.choice(letters, size=int(n))) for n in rng.integers(1, 9, size=4000)]
+    picks = rng.integers(0, len(words), size=characters // 6)
+    lines = [" ".join(words[i] for i in picks[start : start + 10]) for start in range(0, len(picks), 10)]
+    path.write_text(CHARACTERS + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def pick_data(given: Path | None, folder: Path) -> tuple[Path, str]:
+    """The text to train on and how a row names it."""
+    if given is not None:
+        return given, f"{given.name} (--data)"
+    if SHAKESPEARE.is_file():
+        return SHAKESPEARE, "tinyshakespeare.txt"
+    return generated_corpus(folder / "generated.txt"), "generated corpus (1 MB, 65 characters; no tinyshakespeare.txt)"
 
 
 def flops_per_token(model: GPT) -> float:

@@ -43,10 +43,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from common import DTYPES, bounded_matmul_peak, flops_per_token, peak_rss_mb, print_table, spread, sync, write_rows
+from common import (
+    DTYPES,
+    bounded_matmul_peak,
+    flops_per_token,
+    peak_rss_mb,
+    pick_data,
+    print_table,
+    spread,
+    sync,
+    write_rows,
+)
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -59,11 +68,8 @@ from llm.objectives import causal_lm_loss
 from llm.run.recipes import model_config
 from llm.train import train
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 ATTENTIONS, PRECISIONS, COMPILES = ("manual", "fused"), ("32", "bf16-mixed"), ("off", "on")
 KINDS = ("llm-train", "bare", "reference", "hf-gpt2")
-# tiny Shakespeare's 65 characters, for the corpus generated when the file is absent
-CHARACTERS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class TooSlow(Exception):
@@ -94,6 +100,7 @@ class Settings:
     repeats: int
     max_seconds: float
     device: torch.device
+    quick: bool = False  # a smoke run: the figures mean nothing, the peak is measured on small products
 
 
 # --- the reference: a minimal GPT of the same shape --------------------------------------------------------------
@@ -140,29 +147,6 @@ class ReferenceGPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
-
-
-# --- data ----------------------------------------------------------------------------------------------------------
-
-
-def generated_corpus(path: Path, characters: int = 1_000_000) -> Path:
-    """About `characters` of word-like text over CHARACTERS (seeded), for machines without tiny Shakespeare."""
-    rng = np.random.default_rng(0)
-    letters = np.array(list(CHARACTERS[2:]))
-    words = ["".join(rng.choice(letters, size=int(n))) for n in rng.integers(1, 9, size=4000)]
-    picks = rng.integers(0, len(words), size=characters // 6)
-    lines = [" ".join(words[i] for i in picks[start : start + 10]) for start in range(0, len(picks), 10)]
-    path.write_text(CHARACTERS + "\n" + "\n".join(lines) + "\n")
-    return path
-
-
-def pick_data(given: Path | None, folder: Path) -> tuple[Path, str]:
-    """The text to train on and how a row names it."""
-    if given is not None:
-        return given, f"{given.name} (--data)"
-    if SHAKESPEARE.is_file():
-        return SHAKESPEARE, "tinyshakespeare.txt"
-    return generated_corpus(folder / "generated.txt"), "generated corpus (1 MB, 65 characters; no tinyshakespeare.txt)"
 
 
 # --- timing ----------------------------------------------------------------------------------------------------------
@@ -230,8 +214,9 @@ class Bench:
         self.cache = folder / "cache"
         self.runs = itertools.count()
         cfg = self.config(EAGER_FP32, settings.steps, folder / "unused")
-        tokenizer = OmegaConf.to_container(cfg.tokenizer, resolve=True)
-        assert isinstance(tokenizer, dict)
+        node = OmegaConf.to_container(cfg.tokenizer, resolve=True)
+        assert isinstance(node, dict)
+        tokenizer = {str(k): v for k, v in node.items()}
         # the very token file `llm train` reads: the same corpus, tokenizer, split and cache folder
         splits = prepare_token_splits(instantiate(cfg.data.corpus), tokenizer, cfg.data.val_fraction, self.cache)
         self.train_file, self.token_dtype = Path(str(splits.train.filename)), str(splits.train.dtype)
@@ -269,7 +254,7 @@ class Bench:
         """The best matrix product's FLOP/s in the dtype of `precision`, measured once in this run."""
         dtype = "bf16" if precision == "bf16-mixed" else "fp32"
         if dtype not in self.peaks:
-            max_size = 8192 if self.s.device.type == "cuda" else 2048
+            max_size = 8192 if self.s.device.type == "cuda" else 2048 if not self.s.quick else 512
             self.peaks[dtype] = bounded_matmul_peak(self.s.device, DTYPES[dtype], max_size)
         return self.peaks[dtype]
 
@@ -398,7 +383,9 @@ class Bench:
         )
         config._attn_implementation = "sdpa"
         torch.manual_seed(0)
-        model = GPT2LMHeadModel(config).to(self.s.device).train()
+        model = GPT2LMHeadModel(config)
+        model.to(self.s.device)  # type: ignore[arg-type]  # transformers' typing of .to
+        model.train()
         step = bare_step(model, lambda idx: model(input_ids=idx).logits, cfg, self.batches(), EAGER_FP32.precision)
         return self.timed_row("hf-gpt2", "hf-gpt2", EAGER_FP32, step, attention="sdpa")
 
@@ -461,7 +448,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    settings = Settings(args.steps, args.warmup, args.repeats, args.max_seconds_per_row, torch.device(args.device))
+    device = torch.device(args.device)
+    settings = Settings(args.steps, args.warmup, args.repeats, args.max_seconds_per_row, device, args.quick)
     variants = [Variant(a, p, c == "on") for a, p, c in itertools.product(args.attention, args.precision, args.compile)]
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as folder:
         data, data_name = pick_data(args.data, Path(folder))
