@@ -21,12 +21,13 @@ and once, eager fp32:
 
 The data is tiny Shakespeare from ../shared/data/tinyshakespeare.txt beside the checkout (or --data FILE), else a
 generated corpus of the same 65 characters; each row says which. tokens/s is the median of --repeats repeats of
---steps steps (after --warmup steps), with the smallest and largest beside it; ms/step goes with the median.
-MFU: model FLOPs/s (6·N + attention, benchmarks/common.py; the same count for every row, as the shapes match)
-over the best matrix product measured in this run in the row's dtype (fp32 for 32 rows, bf16 for bf16 rows).
+--steps steps (after --warmup steps, at least 3 with compile on), with the smallest and largest beside it;
+ms/step goes with the median. MFU: model FLOPs/s (6·N + attention, benchmarks/common.py; one count for every row,
+as the shapes match) over the best matrix product measured in this run in the row's dtype (fp32 for 32 rows,
+bf16 for bf16 rows; where a CPU emulates bf16 products, a compiled bf16 run can beat that peak: MFU > 1).
 peak_rss_mb is the process's peak resident memory when the row ends (it never goes down). A row whose time
-would pass --max-seconds-per-row is skipped and says why: bf16 is emulated, very slowly, on CPUs without bf16
-instructions. Prints a table and writes the rows to runs/bench/training.json.
+would pass --max-seconds-per-row (compilation and warm-up included) is skipped and says why: bf16 is emulated,
+very slowly, on CPUs without bf16 instructions. Prints a table and writes the rows to runs/bench/training.json.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Variant:
 
 
 EAGER_FP32 = Variant("fused", "32", False)
+COMPILED_WARMUP = 3
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class Settings:
     max_seconds: float
     device: torch.device
     quick: bool = False  # a smoke run: the figures mean nothing, the peak is measured on small products
+
+    def warmup_steps(self, variant: Variant) -> int:
+        """--warmup, and at least 3 with compile on: the first step compiles, the last one predicts the rest."""
+        return max(self.warmup, COMPILED_WARMUP) if variant.compile else self.warmup
 
 
 # --- the reference: a minimal GPT of the same shape --------------------------------------------------------------
@@ -159,11 +165,11 @@ def check_time(started: float, more: float, cap: float) -> None:
         raise TooSlow(f"would take about {spent + more:.0f} s, over --max-seconds-per-row={cap:g}")
 
 
-def loop_rates(step: Callable[[], None], tokens_per_step: int, s: Settings) -> list[float]:
+def loop_rates(step: Callable[[], None], tokens_per_step: int, warmup: int, s: Settings) -> list[float]:
     """Tokens/s of each of `repeats` runs of `steps` steps, after `warmup` steps (the last one predicts the rest)."""
     started = time.perf_counter()
     last = 0.0
-    for _ in range(s.warmup):
+    for _ in range(warmup):
         began = time.perf_counter()
         step()
         sync(s.device)
@@ -315,7 +321,7 @@ class Bench:
         name = f"llm train {variant.label}"
         started = time.perf_counter()
         try:
-            warm = self.train_once(variant, self.s.warmup)
+            warm = self.train_once(variant, self.s.warmup_steps(variant))
             per_step = bare_ms / 1000 if bare_ms is not None else warm["train_seconds"] / max(1, warm["steps"])
             overhead = warm["wall_seconds"] - warm["train_seconds"]
             check_time(started, self.s.repeats * (overhead + per_step * self.s.steps), self.s.max_seconds)
@@ -391,7 +397,7 @@ class Bench:
 
     def timed_row(self, name: str, kind: str, variant: Variant, step: Callable[[], None], **extra: Any) -> dict:
         try:
-            rates = loop_rates(step, self.tokens_per_step, self.s)
+            rates = loop_rates(step, self.tokens_per_step, self.s.warmup_steps(variant), self.s)
         except TooSlow as e:
             return self.skipped(name, kind, variant, str(e))
         return self.row(name, kind, variant, rates, **extra)
