@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 from llm.configs import compose_config
 from llm.data.corpora import TextCorpus
 from llm.data.pretrain import PretrainDataModule, RandomWindows
-from llm.tokenizer import Tokenizer, train_tokenizer
+from llm.tokenizer import Tokenizer, TokenizerError, train_tokenizer
 
 TOKENIZERS = ("char", "byte", "bpe")
 MB = 1e6
@@ -76,7 +76,11 @@ def tokenizer_rows(text: str, repeats: int) -> list[dict[str, Any]]:
     rows = []
     for name in TOKENIZERS:
         options = tokenizer_options(name)
-        seconds, tokenizer = timed(functools.partial(train_tokenizer, name, [text], **options), repeats)
+        try:
+            seconds, tokenizer = timed(functools.partial(train_tokenizer, name, [text], **options), repeats)
+        except TokenizerError as e:  # e.g. a text too small for bpe's vocabulary size
+            rows += [skipped(f"tokenizer {name} {what}", str(e)) for what in ("train", "encode")]
+            continue
         rows.append(
             {
                 **rate_row(f"tokenizer {name} train", seconds, size / MB, "mb", text_mb=size / MB),
@@ -87,6 +91,10 @@ def tokenizer_rows(text: str, repeats: int) -> list[dict[str, Any]]:
         )
         rows.append(encoding_row(name, tokenizer, text, repeats))
     return rows
+
+
+def skipped(name: str, reason: str) -> dict[str, Any]:
+    return {"name": name, "tokens_per_sec": None, "ms_per_step": None, "skipped": reason}
 
 
 def encoding_row(name: str, tokenizer: Tokenizer, text: str, repeats: int) -> dict[str, Any]:
