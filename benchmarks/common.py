@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -102,6 +103,11 @@ def peak_rss_mb() -> float:
     """The largest resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def command_line() -> str:
+    """The command that produced the figures, for each row (a figure is reported with it)."""
+    return shlex.join(["python", *sys.argv])
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import peak_rss_mb, pick_data, print_table, spread, write_rows
+from common import command_line, peak_rss_mb, pick_data, print_table, spread, write_rows
 from omegaconf import OmegaConf
 
 from llm.configs import compose_config
@@ -201,7 +201,7 @@ def main() -> None:
         rows = tokenizer_rows(text, args.repeats)
         rows += token_rows(data, Path(folder), args.batch, args.block_size, args.batches, args.repeats)
     for row in rows:
-        row["data"] = data_name
+        row.update(data=data_name, command=command_line())
     print_table(rows, COLUMNS)
     write_rows(args.out, rows)
 

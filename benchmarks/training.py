@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from common import (
     DTYPES,
     bounded_matmul_peak,
+    command_line,
     flops_per_token,
     peak_rss_mb,
     pick_data,
@@ -312,6 +313,7 @@ class Bench:
             "device": torch.cuda.get_device_name(self.s.device) if self.s.device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "command": command_line(),
         }
 
     # --- the four kinds of row ---

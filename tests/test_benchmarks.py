@@ -55,6 +55,7 @@ def test_training_quick_writes_a_row_of_each_kind(tmp_path: Path, corpus: Path) 
     assert rows["llm train fused 32 compile off"]["skipped"] is None
     assert rows["llm train fused 32 compile off"]["tokens_per_sec_compute"] > 0
     assert rows["bare fused 32 compile off"]["data"] == "corpus.txt (--data)"
+    assert all("training.py --quick --attention fused" in row["command"] for row in rows.values())
 
 
 @pytest.mark.slow
@@ -68,7 +69,7 @@ def test_data_io_quick_writes_tokenizer_and_read_rows(tmp_path: Path, corpus: Pa
     for name in ("read windows batch 12", "read loader batch 12"):
         assert rows[name]["windows_per_sec"] > 0 and rows[name]["ms_per_step"] > 0
     for row in rows.values():
-        assert all(key in row for key in REQUIRED), row["name"]
+        assert all(key in row for key in (*REQUIRED, "command")), row["name"]
 
 
 def test_the_reference_gpt_has_the_shape_of_ours(monkeypatch: pytest.MonkeyPatch) -> None:
