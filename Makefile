@@ -39,8 +39,9 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff format --check llm tests
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## benchmark scripts: training tokens/s of the CPU recipe, generation tokens/s (runs/bench/)
-	$(BIN)/python benchmarks/throughput.py $(ARGS)
+bench: $(STAMP)  ## benchmark scripts: training tokens/s and MFU, data throughput, generation tokens/s (runs/bench/)
+	$(BIN)/python benchmarks/training.py $(ARGS)
+	$(BIN)/python benchmarks/data_io.py
 	$(BIN)/python benchmarks/generation.py
 
 dpo-demo: $(STAMP)  ## the DPO demonstration: pretrain, align with dpo and ipo over 3 seeds, runs/dpo-demo/results.json

@@ -18,41 +18,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+from common import DTYPES, flops_per_token, matmul_peak, sync
 
 from llm.configs import compose_config
 from llm.model import GPT, build_gpt
 from llm.objectives import causal_lm_loss
 from llm.run.recipes import model_config
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 10) -> float:
-    """FLOP/s of the best of `repeats` size x size x size products."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        started = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
-
-
-def flops_per_token(model: GPT) -> float:
-    config = model.config
-    matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    return 6 * matmul + 12 * config.n_layer * config.n_embd * config.block_size
 
 
 def step_time(model: GPT, batch: int, steps: int, warmup: int, device: torch.device, precision: str) -> float:

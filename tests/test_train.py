@@ -42,6 +42,7 @@ def test_train_writes_the_run_directory_and_loss_falls(tmp_path: Path, corpus_fi
         "train_loss",
         "tokens_seen",
         "tokens_per_sec",
+        "tokens_per_sec_compute",
         "wall_seconds",
         "params",
     ):

@@ -225,7 +225,8 @@ def summarize(
         "train_loss": train_loss,
         "steps": trainer.global_step,
         "tokens_seen": throughput.tokens_seen,
-        "tokens_per_sec": throughput.tokens_per_sec,
+        "tokens_per_sec": throughput.tokens_per_sec,  # training wall time, waiting for data included
+        "tokens_per_sec_compute": throughput.tokens_per_sec_compute,  # the training steps alone
         "wall_seconds": seconds,
         "params": counts["params"],
         "params_non_embedding": counts["params_non_embedding"],

@@ -1,0 +1,85 @@
+"""The benchmark scripts run and write their rows (smoke runs: the figures are not checked, only their shape)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from llm.configs import compose_config
+from llm.model import build_gpt
+from llm.run.recipes import model_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REQUIRED = ("name", "tokens_per_sec", "ms_per_step")
+
+
+def run_script(script: str, *args: str, timeout: float = 300) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(BENCHMARKS.parent)}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """100 KB of the word-like text the benchmarks generate without tiny Shakespeare (enough for bpe's 1024)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from common import generated_corpus  # benchmarks/common.py
+
+    return generated_corpus(tmp_path / "corpus.txt", characters=100_000)
+
+
+@pytest.mark.slow
+def test_training_quick_writes_a_row_of_each_kind(tmp_path: Path, corpus: Path) -> None:
+    out = tmp_path / "training.json"
+    variant = ["--attention", "fused", "--precision", "32", "--compile", "off"]
+    run_script("training.py", "--quick", *variant, "--data", str(corpus), "--out", str(out))
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    names = ["reference", "hf-gpt2", "llm train fused 32 compile off", "bare fused 32 compile off"]
+    assert sorted(rows) == sorted(names)
+    for name in names:
+        row = rows[name]
+        for key in (*REQUIRED, "tokens_per_sec_min", "tokens_per_sec_max", "repeats", "mfu", "peak_rss_mb"):
+            assert key in row, (name, key)
+        if row["skipped"] is None:
+            assert row["repeats"] == 3
+            assert row["tokens_per_sec_min"] <= row["tokens_per_sec"] <= row["tokens_per_sec_max"]
+            assert row["mfu"] > 0 and row["ms_per_step"] > 0
+    assert rows["llm train fused 32 compile off"]["skipped"] is None
+    assert rows["llm train fused 32 compile off"]["tokens_per_sec_compute"] > 0
+    assert rows["bare fused 32 compile off"]["data"] == "corpus.txt (--data)"
+    assert all("training.py --quick --attention fused" in row["command"] for row in rows.values())
+
+
+@pytest.mark.slow
+def test_data_io_quick_writes_tokenizer_and_read_rows(tmp_path: Path, corpus: Path) -> None:
+    out = tmp_path / "data.json"
+    run_script("data_io.py", "--quick", "--data", str(corpus), "--out", str(out))
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    for name in ("char", "byte", "bpe"):
+        assert rows[f"tokenizer {name} train"]["mb_per_sec"] > 0
+        assert rows[f"tokenizer {name} encode"]["tokens_per_sec"] > 0
+    for name in ("read windows batch 12", "read loader batch 12"):
+        assert rows[name]["windows_per_sec"] > 0 and rows[name]["ms_per_step"] > 0
+    for row in rows.values():
+        assert all(key in row for key in (*REQUIRED, "command")), row["name"]
+
+
+def test_the_reference_gpt_has_the_shape_of_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from training import ReferenceGPT  # benchmarks/training.py
+
+    cfg = compose_config("train", ["model=nanogpt_cpu"])
+    ours = build_gpt(model_config(cfg, 65))
+    m = cfg.model
+    reference = ReferenceGPT(65, m.block_size, m.n_layer, m.n_head, m.n_embd)
+    assert sum(p.numel() for p in reference.parameters()) == sum(p.numel() for p in ours.parameters())
+    context = m.block_size
+    assert reference(torch.zeros(2, context, dtype=torch.long)).shape == (2, context, 65)
