@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -11,18 +10,19 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from llm.tokenizer.base import EOT, TOKENIZERS, Tokenizer, TokenizerError, checked_ids, documents, field
+from llm.tokenizer.cuts import ANY_CUT
 
-# A newline between two printable non-space ASCII characters: the ByteLevel pre-tokenizer splits there
-# whatever surrounds it, so cutting a text at these points and encoding the pieces gives the same ids.
-SAFE_CUT = re.compile(r"(?<=[!-~]\n)(?=[!-~])")
 CHUNK_CHARS = 1 << 14
 
 
 def chunks(text: str, size: int = CHUNK_CHARS) -> list[str]:
-    """`text` cut into pieces of about `size` characters at SAFE_CUT points, for parallel encoding."""
+    """`text` cut into pieces of about `size` characters at safe cuts (llm/tokenizer/cuts.py), for parallel encoding.
+
+    Each piece encodes to the ids the whole text has there, so the pieces' ids joined are the text's ids.
+    """
     pieces, start = [], 0
     while len(text) - start > size:
-        cut = SAFE_CUT.search(text, start + size)
+        cut = ANY_CUT.search(text, start + size)
         if cut is None:
             break
         pieces.append(text[start : cut.start()])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from llm.tokenizer.base import TOKENIZERS, Tokenizer, TokenizerError, checked_ids, documents, field
 
 
@@ -25,6 +27,7 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError("char tokenizer symbols must be distinct single characters")
         self.symbols = list(symbols)
         self.stoi = {s: i for i, s in enumerate(self.symbols)}
+        self._table: np.ndarray | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -42,6 +45,25 @@ class CharTokenizer(Tokenizer):
                 f"vocabulary of {self.vocab_size} symbols; retrain it on a corpus that contains this "
                 "character, or use tokenizer=byte or tokenizer=bpe, which cover every byte"
             ) from None
+
+    def id_table(self) -> np.ndarray:
+        """ids by code point: table[ord(c)] is c's id, -1 for a character outside the vocabulary; the last entry,
+        one past the largest code point in the vocabulary, stands for every code point beyond it."""
+        if self._table is None:
+            points = np.array([ord(s) for s in self.symbols], dtype=np.int64)
+            table = np.full(int(points.max()) + 2, -1, dtype=np.int32)
+            table[points] = np.arange(len(points), dtype=np.int32)
+            self._table = table
+        return self._table
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """encode(text) as an array, looked up by code point in one vectorised step."""
+        table = self.id_table()
+        points = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+        ids = table[np.minimum(points, len(table) - 1)]
+        if ids.size and ids.min() < 0:
+            self.encode(text)  # raises the error that names the first character outside the vocabulary
+        return ids
 
     def decode(self, ids: Sequence[int]) -> str:
         symbols = self.symbols
