@@ -1,10 +1,12 @@
-"""A corpus streamed through a tokenizer into one flat token file, its pieces encoded by parallel threads.
+"""A corpus streamed through a tokenizer into one flat token file, its pieces encoded on parallel threads.
 
-Pieces are encoded by a pool of threads (the tokenizers' heavy work runs outside the GIL: numpy lookups, the Rust
-BPE) while the main thread reads and decodes the next ones; results are written in corpus order, so the file is
-byte for byte the one a single thread writes. At most a few pieces per thread are in flight, so memory stays
-bounded whatever the corpus size. LLM_TOKENIZE_THREADS sets the number of threads (default: the CPUs this process
-may use, at most MAX_THREADS); 1 encodes in the calling thread.
+Where a tokenizer encodes outside the GIL (Tokenizer.threads_help: the Rust BPE, which also spreads each piece
+over its own threads), pieces are encoded by a pool of threads while the main thread reads and decodes the next
+ones. Results are written in corpus order, so the file is byte for byte the one a single thread writes, and at
+most a few pieces per thread are in flight, so memory stays bounded whatever the corpus size. Char and byte
+encoding (numpy and bytes.translate, under the GIL) run in the calling thread: threads only slow them down.
+LLM_TOKENIZE_THREADS sets the number of threads for every tokenizer (1: none); by default a tokenizer that
+threads help gets the CPUs this process may use, at most MAX_THREADS.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def tokenize_threads() -> int:
-    """Threads to encode with: $LLM_TOKENIZE_THREADS, else the CPUs this process may use (at most MAX_THREADS)."""
+def tokenize_threads(tokenizer: Tokenizer) -> int:
+    """Threads to encode with: $LLM_TOKENIZE_THREADS, else the CPUs this process may use (at most MAX_THREADS)
+    where threads help this tokenizer, else 1."""
     setting = os.environ.get(THREADS_ENV)
     if setting is None:
+        if not tokenizer.threads_help:
+            return 1
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return max(1, min(MAX_THREADS, cpus))
     if not setting.strip().isdigit() or int(setting) < 1:
@@ -69,11 +74,13 @@ def encode_piece(tokenizer: Tokenizer, dtype: np.dtype, text: str) -> tuple[np.n
 def encode_all(
     corpus: Corpus, tokenizer: Tokenizer, out: Path, dtype: np.dtype, threads: int | None = None
 ) -> tuple[int, int]:
-    """Streams the corpus through the tokenizer into one flat token file; returns (tokens, UTF-8 bytes)."""
+    """Streams the corpus through the tokenizer into one flat token file; returns (tokens, UTF-8 bytes).
+
+    threads: None for tokenize_threads(tokenizer); any number gives the same file."""
     count = size = 0
     encode = partial(encode_piece, tokenizer, dtype)
     with out.open("wb") as f:
-        for ids, piece_bytes in ordered_map(encode, corpus.documents(), threads or tokenize_threads()):
+        for ids, piece_bytes in ordered_map(encode, corpus.documents(), threads or tokenize_threads(tokenizer)):
             ids.tofile(f)
             count += len(ids)
             size += piece_bytes

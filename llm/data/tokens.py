@@ -25,7 +25,7 @@ from llm.data.encode import encode_all
 from llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 
 FORMAT_VERSION = 3
-DECODE_CHUNK = 1 << 20  # ids decoded at a time
+READ_BLOCK = 1 << 22  # ids read from a token file at a time
 COPY_BLOCK = 1 << 24  # bytes copied at a time
 
 
@@ -79,16 +79,19 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
-def token_blocks(path: Path, dtype: np.dtype, block: int = DECODE_CHUNK) -> Iterator[np.ndarray]:
+def token_blocks(path: Path, dtype: np.dtype, block: int = READ_BLOCK) -> Iterator[np.ndarray]:
     """A token file's ids, `block` at a time, read (not mapped: a mapping's pages would count in the RSS)."""
     with path.open("rb") as f:
         while (ids := np.fromfile(f, dtype=dtype, count=block)).size:
             yield ids
 
 
-def decoded_bytes(tokenizer: Tokenizer, blocks: Iterable[np.ndarray]) -> int:
-    """UTF-8 bytes of the text that the blocks of ids decode to, decoded a block at a time to bound memory."""
-    return sum(len(tokenizer.decode(ids.tolist()).encode("utf-8")) for ids in blocks)
+def token_file_bytes(tokenizer: Tokenizer, blocks: Iterable[np.ndarray]) -> int:
+    """UTF-8 bytes of the text that the blocks of ids stand for (Tokenizer.byte_lengths), a block at a time."""
+    lengths = tokenizer.byte_lengths()
+    if lengths.min() == lengths.max():  # every id the same size (an ASCII char vocabulary): count, do not look up
+        return int(lengths[0]) * sum(len(ids) for ids in blocks)
+    return sum(int(np.take(lengths, ids).sum()) for ids in blocks)
 
 
 META_KEYS = ("fingerprint", "dtype", "train_tokens", "val_tokens", "train_bytes", "val_bytes", "sha256")
@@ -173,7 +176,7 @@ def build(
     n_val = min(total - 1, max(1, round(total * val_fraction)))  # both splits keep at least one token
     split_file(directory / "all.bin", directory, n_val * dtype.itemsize)
     save_tokenizer(tokenizer, directory / "tokenizer.json")
-    val_bytes = decoded_bytes(tokenizer, token_blocks(directory / "val.bin", dtype))
+    val_bytes = token_file_bytes(tokenizer, token_blocks(directory / "val.bin", dtype))
     meta = {
         "fingerprint": key,
         "dtype": dtype.name,
@@ -199,7 +202,7 @@ def prepare_token_splits(
     """Token splits for this corpus and tokenizer, from the cache when both are unchanged, else built.
 
     The corpus is read once to fingerprint it; a build reads it twice more (to train, then to encode, on
-    `threads` threads: None for llm.data.encode.tokenize_threads()).
+    `threads` threads: None for llm.data.encode.tokenize_threads(tokenizer)).
     """
     if not 0.0 < val_fraction < 1.0:
         raise CorpusError(f"data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")

@@ -26,6 +26,8 @@ class Tokenizer(ABC):
     """
 
     kind: str
+    # whether encoding pieces on several Python threads at once is faster: true where encode runs outside the GIL
+    threads_help: bool = False
 
     @property
     @abstractmethod
@@ -47,6 +49,12 @@ class Tokenizer(ABC):
         Tokenizers override it with a faster path; errors are those of encode.
         """
         return np.asarray(self.encode(text), dtype=np.int64)
+
+    def byte_lengths(self) -> np.ndarray:
+        """The UTF-8 bytes each id stands for, by id: the bytes of the text a run of ids came from add up to the
+        sum of theirs (a byte-level token that is part of a character counts its own bytes, not those of the
+        U+FFFD its decode alone would give; tokenizers where that matters override this)."""
+        return np.array([len(self.decode([i]).encode("utf-8")) for i in range(self.vocab_size)], dtype=np.int64)
 
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str:

@@ -43,6 +43,9 @@ class ByteTokenizer(Tokenizer):
         except UnicodeEncodeError:
             return np.asarray(self.encode(text), dtype=np.uint8)  # raises encode's error, naming the character
 
+    def byte_lengths(self) -> np.ndarray:
+        return np.array([1] * 256 + [0], dtype=np.int64)  # end-of-text decodes to nothing
+
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(checked_ids(ids, 256)).decode("utf-8", errors="replace")
 
