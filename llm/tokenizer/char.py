@@ -100,10 +100,11 @@ def train_char(texts: Iterable[str]) -> CharTokenizer:
     """One token per character seen in the corpus; unseen characters cannot be encoded."""
     alphabet: set[str] = set()
     for text in documents(texts):
-        if text.isascii():  # a fast path: look for each ASCII character not yet seen (a scan in C each)
+        if text.isascii():  # look for each ASCII character not yet seen: a scan in C each
             alphabet.update(c for c in ASCII if c not in alphabet and c in text)
-        else:
-            alphabet.update(text)
+        else:  # count the code points (numpy) rather than hash every character
+            points = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+            alphabet.update(map(chr, np.flatnonzero(np.bincount(points)).tolist()))
     if not alphabet:
         raise TokenizerError("cannot train a char tokenizer on an empty corpus; check the data path and split")
     return CharTokenizer(sorted(alphabet))
