@@ -51,7 +51,7 @@ def chunk_chars(chunk_mb: object) -> int:
         chars = int(chunk_mb * (1 << 20))
     if chars < 1:
         raise CorpusError(
-            f"data.corpus.chunk_mb must be a positive number (the largest piece of text read at a time, in Mi "
+            f"data.corpus.chunk_mb must be a positive number (the largest piece of text held at a time, in Mi "
             f"characters), got {chunk_mb!r}; e.g. data.corpus.chunk_mb={DEFAULT_CHUNK_MB:g}"
         )
     return chars
