@@ -1098,8 +1098,9 @@ def _(w: World) -> list[str]:
 # --- corpora larger than RAM (data.corpus.chunk_mb, LLM_TOKENIZE_THREADS) ---------------------------------------
 
 
-@case("corpus-chunk-mb-not-positive", "data.corpus.chunk_mb must be a positive number", "got 0;", "chunk_mb=1")
+@case("corpus-chunk-mb-not-positive", "data.corpus.chunk_mb must be a number > 0, got 0")
 def _(w: World) -> list[str]:
+    w.then(absent(w.tmp / "run" / "config.yaml", "chunk_mb is checked before the run is set up"))
     return w.train("data.corpus.chunk_mb=0")
 
 
