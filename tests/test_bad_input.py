@@ -1153,6 +1153,21 @@ def _(w: World) -> list[str]:
     return w.train("eval.every_n_steps=2", "eval.max_tokens=10")
 
 
+# --- corpora larger than RAM (data.corpus.chunk_mb, LLM_TOKENIZE_THREADS) ---------------------------------------
+
+
+@case("corpus-chunk-mb-not-positive", "data.corpus.chunk_mb must be a number > 0, got 0")
+def _(w: World) -> list[str]:
+    w.then(absent(w.tmp / "run" / "config.yaml", "chunk_mb is checked before the run is set up"))
+    return w.train("data.corpus.chunk_mb=0")
+
+
+@case("corpus-tokenize-threads-not-a-number", "LLM_TOKENIZE_THREADS='many' must be a whole number >= 1", "unset it")
+def _(w: World) -> list[str]:
+    w.monkeypatch.setenv("LLM_TOKENIZE_THREADS", "many")
+    return w.train(f"paths.cache_dir={w.tmp / 'cache'}")  # a cache of its own: the corpus is tokenized here
+
+
 # --- the test -------------------------------------------------------------------------------------------------
 
 

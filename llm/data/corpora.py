@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import glob
 import hashlib
+import math
 import os
 import sysconfig
 import tempfile
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llm.errors import UserError
+from llm.tokenizer.cuts import text_pieces
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20  # bytes read from a file at a time
+DEFAULT_CHUNK_MB = 1.0  # data.corpus.chunk_mb: the largest document a corpus yields, in Mi characters
 ENCODING_POLICIES = ("strict", "replace")
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -26,7 +29,12 @@ class CorpusError(UserError, ValueError):
 
 
 class Corpus(ABC):
-    """A source of text, yielded as documents (pieces of at most about a MiB)."""
+    """A source of text, yielded as documents small enough to hold: no corpus, however large, is read whole.
+
+    Text files (and Hugging Face rows) come in pieces of at most data.corpus.chunk_mb Mi characters, cut after a
+    newline where one is near (llm/tokenizer/cuts.py: where cuts leave every tokenizer's ids unchanged); the
+    standard-library corpus yields whole source files, each small.
+    """
 
     @abstractmethod
     def documents(self) -> Iterator[str]: ...
@@ -35,8 +43,22 @@ class Corpus(ABC):
     def describe(self) -> str: ...
 
 
-def read_text_chunks(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
-    """A file's text in ~1 MiB pieces through an incremental UTF-8 decoder."""
+def chunk_chars(chunk_mb: object) -> int:
+    """The characters a piece may hold for data.corpus.chunk_mb (MiB counted in characters), checked."""
+    if isinstance(chunk_mb, bool) or not isinstance(chunk_mb, int | float) or not math.isfinite(chunk_mb):
+        chars = 0
+    else:
+        chars = int(chunk_mb * (1 << 20))
+    if chars < 1:
+        raise CorpusError(
+            f"data.corpus.chunk_mb must be a positive number (the largest piece of text held at a time, in Mi "
+            f"characters), got {chunk_mb!r}; e.g. data.corpus.chunk_mb={DEFAULT_CHUNK_MB:g}"
+        )
+    return chars
+
+
+def read_text_blocks(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
+    """A file's text in blocks of CHUNK_BYTES bytes, through an incremental UTF-8 decoder."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors=encoding_errors)
     offset = 0  # bytes of the file read before `block`
     with path.open("rb") as f:
@@ -55,6 +77,11 @@ def read_text_chunks(path: Path, encoding_errors: str = "strict") -> Iterator[st
             if not block:
                 return
             offset += len(block)
+
+
+def read_text_pieces(path: Path, encoding_errors: str = "strict", chunk_mb: float = DEFAULT_CHUNK_MB) -> Iterator[str]:
+    """A file's text in pieces of at most chunk_mb Mi characters, cut after a newline where one is near."""
+    return text_pieces(read_text_blocks(path, encoding_errors), chunk_chars(chunk_mb))
 
 
 def file_sha256(path: Path) -> str:
@@ -113,10 +140,13 @@ class TextCorpus(Corpus):
     """Local text files, given as paths or globs (`**` allowed), read in sorted order as UTF-8.
 
     Policy for bytes that are not UTF-8: encoding_errors="strict" (default) stops with an error naming the file
-    and the byte offset; "replace" turns them into U+FFFD.
+    and the byte offset; "replace" turns them into U+FFFD. Each file is read in pieces of at most chunk_mb Mi
+    characters (a document never spans two files).
     """
 
-    def __init__(self, *, path: str | list[str], encoding_errors: str = "strict") -> None:
+    def __init__(
+        self, *, path: str | list[str], encoding_errors: str = "strict", chunk_mb: float = DEFAULT_CHUNK_MB
+    ) -> None:
         if encoding_errors not in ENCODING_POLICIES:
             raise CorpusError(
                 f"data.corpus.encoding_errors={encoding_errors!r} is not a policy; choose one of: strict, replace"
@@ -125,6 +155,8 @@ class TextCorpus(Corpus):
         if not self.patterns:
             raise CorpusError("data.path names no file; give a file, a glob like 'books/*.txt', or a list of them")
         self.encoding_errors = encoding_errors
+        self.chunk_mb = chunk_mb
+        chunk_chars(chunk_mb)
 
     def files(self) -> list[Path]:
         """The files to read: each pattern's matches in sorted order, a file named twice read once."""
@@ -149,7 +181,7 @@ class TextCorpus(Corpus):
 
     def documents(self) -> Iterator[str]:
         for path in self.files():
-            yield from read_text_chunks(path, self.encoding_errors)
+            yield from read_text_pieces(path, self.encoding_errors, self.chunk_mb)
 
     def describe(self) -> str:
         return f"text corpus {', '.join(self.patterns)}"
@@ -161,9 +193,17 @@ class TinyShakespeareCorpus(Corpus):
     FILE_NAME = "tinyshakespeare.txt"
 
     def __init__(
-        self, *, path: str | None = None, cache_dir: str, url: str = SHAKESPEARE_URL, sha256: str = SHAKESPEARE_SHA256
+        self,
+        *,
+        path: str | None = None,
+        cache_dir: str,
+        url: str = SHAKESPEARE_URL,
+        sha256: str = SHAKESPEARE_SHA256,
+        chunk_mb: float = DEFAULT_CHUNK_MB,
     ) -> None:
         self.path, self.cache_dir, self.url, self.sha256 = path, Path(cache_dir), url, sha256
+        self.chunk_mb = chunk_mb
+        chunk_chars(chunk_mb)
 
     def local_file(self) -> Path:
         """The file to read, downloading it into the cache directory if no local copy is given."""
@@ -206,7 +246,7 @@ class TinyShakespeareCorpus(Corpus):
         return target
 
     def documents(self) -> Iterator[str]:
-        yield from read_text_chunks(self.local_file())
+        yield from read_text_pieces(self.local_file(), chunk_mb=self.chunk_mb)
 
     def describe(self) -> str:
         return f"tiny Shakespeare ({self.path or self.url})"

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llm.data.corpora import Corpus, CorpusError
+from llm.data.corpora import DEFAULT_CHUNK_MB, Corpus, CorpusError, chunk_chars
+from llm.tokenizer.cuts import text_pieces
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text", ".text": "text"}
 
@@ -30,7 +31,8 @@ class HFCorpus(Corpus):
 
     Each document ends in a newline (one is added where the row has none) so that rows do not run together
     in the token stream; text files keep their line breaks. `cache_dir` is where `datasets` caches (None: its
-    default). `max_documents` caps the documents taken, counted after empty rows are dropped.
+    default). `max_documents` caps the documents taken, counted after empty rows are dropped. A row longer than
+    `chunk_mb` Mi characters is yielded in pieces of at most that size.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class HFCorpus(Corpus):
         streaming: bool = False,
         max_documents: int | None = None,
         cache_dir: str | None = None,
+        chunk_mb: float = DEFAULT_CHUNK_MB,
     ) -> None:
         if (name is None) == (data_files is None):
             raise CorpusError(
@@ -58,6 +61,7 @@ class HFCorpus(Corpus):
         self.builder, self.config_name, self.split = builder, config_name, split
         self.text_field, self.streaming = text_field, streaming
         self.max_documents, self.cache_dir = max_documents, cache_dir
+        self.chunk_chars = chunk_chars(chunk_mb)
 
     def load(self) -> Any:
         """The `datasets` Dataset (or IterableDataset when streaming) of the configured split."""
@@ -108,7 +112,11 @@ class HFCorpus(Corpus):
             )
         texts = (str(row[self.text_field]) for row in rows if row[self.text_field])
         for text in itertools.islice(texts, self.max_documents):
-            yield text if text.endswith("\n") else text + "\n"
+            document = text if text.endswith("\n") else text + "\n"
+            if len(document) <= self.chunk_chars:
+                yield document
+            else:
+                yield from text_pieces([document], self.chunk_chars)
 
     def describe(self) -> str:
         source = self.name if self.name is not None else ", ".join(self.data_files or [])

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from llm.data.corpora import Corpus, CorpusError
+from llm.data.encode import encode_all
 from llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 
 FORMAT_VERSION = 3
-DECODE_CHUNK = 1 << 20
+READ_BLOCK = 1 << 22  # ids read from a token file at a time
+COPY_BLOCK = 1 << 24  # bytes copied at a time
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,19 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
-def decoded_bytes(tokenizer: Tokenizer, tokens: np.ndarray) -> int:
-    """UTF-8 bytes of the text that `tokens` decode to, decoded in chunks to bound memory."""
-    return sum(
-        len(tokenizer.decode(tokens[i : i + DECODE_CHUNK].tolist()).encode("utf-8"))
-        for i in range(0, len(tokens), DECODE_CHUNK)
-    )
+def token_blocks(path: Path, dtype: np.dtype, block: int = READ_BLOCK) -> Iterator[np.ndarray]:
+    """A token file's ids, `block` at a time, read (not mapped: a mapping's pages would count in the RSS)."""
+    with path.open("rb") as f:
+        while (ids := np.fromfile(f, dtype=dtype, count=block)).size:
+            yield ids
+
+
+def token_file_bytes(tokenizer: Tokenizer, blocks: Iterable[np.ndarray]) -> int:
+    """UTF-8 bytes of the text that the blocks of ids stand for (Tokenizer.byte_lengths), a block at a time."""
+    lengths = tokenizer.byte_lengths()
+    if lengths.min() == lengths.max():  # every id the same size (an ASCII char vocabulary): count, do not look up
+        return int(lengths[0]) * sum(len(ids) for ids in blocks)
+    return sum(int(np.take(lengths, ids).sum()) for ids in blocks)
 
 
 META_KEYS = ("fingerprint", "dtype", "train_tokens", "val_tokens", "train_bytes", "val_bytes", "sha256")
@@ -132,44 +141,42 @@ def load_splits(directory: Path, meta: dict[str, Any]) -> TokenSplits:
     )
 
 
-def encode_all(corpus: Corpus, tokenizer: Tokenizer, out: Path, dtype: np.dtype) -> tuple[int, int]:
-    """Streams the corpus through the tokenizer into one flat token file; returns (tokens, UTF-8 bytes)."""
-    count = size = 0
-    with out.open("wb") as f:
-        for document in corpus.documents():
-            ids = np.asarray(tokenizer.encode(document), dtype=dtype)
-            ids.tofile(f)
-            count += len(ids)
-            size += len(document.encode("utf-8"))
-    return count, size
-
-
-def split_file(all_tokens: Path, directory: Path, dtype: np.dtype, n_val: int) -> None:
-    """Moves the last n_val tokens of all_tokens into val.bin; the rest becomes train.bin."""
-    tokens = np.memmap(all_tokens, dtype=dtype, mode="r")
-    n_train = len(tokens) - n_val
-    tokens[n_train:].tofile(directory / "val.bin")
-    del tokens
+def split_file(all_tokens: Path, directory: Path, n_val_bytes: int) -> None:
+    """Moves the last n_val_bytes of all_tokens into val.bin; the rest becomes train.bin (copied in blocks)."""
+    n_train_bytes = all_tokens.stat().st_size - n_val_bytes
     with all_tokens.open("r+b") as f:
-        f.truncate(n_train * dtype.itemsize)
+        f.seek(n_train_bytes)
+        with (directory / "val.bin").open("wb") as val:
+            shutil.copyfileobj(f, val, COPY_BLOCK)
+        f.truncate(n_train_bytes)
     os.replace(all_tokens, directory / "train.bin")
 
 
-def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: float, directory: Path, key: str) -> None:
-    """Trains the tokenizer, encodes the corpus and writes the splits and meta.json (last) into `directory`."""
+def build(
+    corpus: Corpus,
+    tokenizer_config: Mapping[str, Any],
+    val_fraction: float,
+    directory: Path,
+    key: str,
+    threads: int | None = None,
+) -> None:
+    """Trains the tokenizer, encodes the corpus and writes the splits and meta.json (last) into `directory`.
+
+    Every step streams: the corpus in pieces, the token files in blocks; nothing holds the corpus or a split whole.
+    """
     options = {k: v for k, v in tokenizer_config.items() if k != "name"}
     tokenizer = train_tokenizer(str(tokenizer_config["name"]), corpus.documents(), **options)
     dtype = token_dtype(tokenizer.vocab_size)
-    total, total_bytes = encode_all(corpus, tokenizer, directory / "all.bin", dtype)
+    total, total_bytes = encode_all(corpus, tokenizer, directory / "all.bin", dtype, threads)
     if total < 2:
         raise CorpusError(
             f"{corpus.describe()} encodes to {total} token(s), too few to split into training and validation; "
             "use a corpus with more text"
         )
     n_val = min(total - 1, max(1, round(total * val_fraction)))  # both splits keep at least one token
-    split_file(directory / "all.bin", directory, dtype, n_val)
+    split_file(directory / "all.bin", directory, n_val * dtype.itemsize)
     save_tokenizer(tokenizer, directory / "tokenizer.json")
-    val_bytes = decoded_bytes(tokenizer, np.memmap(directory / "val.bin", dtype=dtype, mode="r"))
+    val_bytes = token_file_bytes(tokenizer, token_blocks(directory / "val.bin", dtype))
     meta = {
         "fingerprint": key,
         "dtype": dtype.name,
@@ -186,11 +193,16 @@ def build(corpus: Corpus, tokenizer_config: Mapping[str, Any], val_fraction: flo
 
 
 def prepare_token_splits(
-    corpus: Corpus, tokenizer: Mapping[str, Any], val_fraction: float, cache_dir: str | Path
+    corpus: Corpus,
+    tokenizer: Mapping[str, Any],
+    val_fraction: float,
+    cache_dir: str | Path,
+    threads: int | None = None,
 ) -> TokenSplits:
     """Token splits for this corpus and tokenizer, from the cache when both are unchanged, else built.
 
-    The corpus is read once to fingerprint it; a build reads it twice more (to train, then to encode).
+    The corpus is read once to fingerprint it; a build reads it twice more (to train, then to encode, on
+    `threads` threads: None for llm.data.encode.tokenize_threads(tokenizer)).
     """
     if not 0.0 < val_fraction < 1.0:
         raise CorpusError(f"data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
@@ -216,7 +228,7 @@ def prepare_token_splits(
         ) from e
     staging.chmod(0o755)  # mkdtemp makes it private; the finished cache should read like any other folder
     try:
-        build(corpus, tokenizer, val_fraction, staging, key)
+        build(corpus, tokenizer, val_fraction, staging, key, threads)
         if directory.exists() and read_meta(directory, key) is None:  # left by an interrupted build
             shutil.rmtree(directory)
         try:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from llm.data.corpora import CorpusError
 from llm.errors import ConfigError
 from llm.model import GPT
-from llm.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer
+from llm.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -141,17 +141,7 @@ def check_length(
 def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
     """The UTF-8 bytes each token id stands for (a byte-level token that is part of a character counts its own
     bytes, not those of the U+FFFD its decode alone would give)."""
-    size = tokenizer.vocab_size
-    if isinstance(tokenizer, ByteTokenizer):
-        return np.array([1] * 256 + [0] * (size - 256), dtype=np.int64)  # end-of-text decodes to nothing
-    if isinstance(tokenizer, BPETokenizer):
-        added = tokenizer.hf.get_added_tokens_decoder()
-        names = [tokenizer.hf.id_to_token(i) or "" for i in range(size)]
-        # a byte-level BPE token is written with one character per byte; added tokens decode to their text
-        return np.array(
-            [len(name.encode("utf-8")) if i in added else len(name) for i, name in enumerate(names)], dtype=np.int64
-        )
-    return np.array([len(tokenizer.decode([i]).encode("utf-8")) for i in range(size)], dtype=np.int64)
+    return tokenizer.byte_lengths()
 
 
 def scored_bytes(tokenizer: Tokenizer, ids: np.ndarray) -> int:

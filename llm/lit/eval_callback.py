@@ -65,7 +65,8 @@ class TextEvaluation(L.Callback):
 
 
 def evaluation_tokens(node: DictConfig, tokenizer: Tokenizer, datamodule: Any) -> tuple[np.ndarray, str]:
-    """The tokens to score and what they are: eval.path, or the validation split of a pretraining run."""
+    """The tokens to score and what they are: eval.path, or the validation split of a pretraining run (only its
+    first eval.max_tokens + 1 are read from the token file, so a large split is never loaded whole)."""
     from llm.data.tokens import TokenSplits
 
     if node.get("path") is not None:
@@ -77,7 +78,9 @@ def evaluation_tokens(node: DictConfig, tokenizer: Tokenizer, datamodule: Any) -
             "eval.path=null scores the validation split of a pretraining corpus, and this run has none; give "
             "eval.path=<a UTF-8 text file>"
         )
-    return np.asarray(splits.val, dtype=np.int64), "the validation split"
+    limit = node.get("max_tokens")
+    val = splits.val if limit is None else splits.val[: limit + 1]  # one more, so a longer split is seen as such
+    return np.asarray(val, dtype=np.int64), "the validation split"
 
 
 def evaluation_callbacks(node: DictConfig | None, tokenizer: Tokenizer, datamodule: Any, block_size: int) -> list:

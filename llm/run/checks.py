@@ -221,6 +221,7 @@ def check_numbers(cfg: DictConfig) -> None:
     need_int(cfg, "data.val_batches", 1)
     need_int(cfg, "data.num_workers", 0)
     need_number(cfg, "data.val_fraction", 0, above=True, below=1)
+    need_number(cfg, "data.corpus.chunk_mb", 0, above=True)
     need_number(cfg, "optim.lr", 0, above=True)
     need_number(cfg, "optim.weight_decay", 0)
     need_int(cfg, "checkpoint.every_n_steps", 1, optional=True)

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from llm.errors import UserError
 from llm.registry import Registry
 
@@ -24,6 +26,8 @@ class Tokenizer(ABC):
     """
 
     kind: str
+    # whether encoding pieces on several Python threads at once is faster: true where encode runs outside the GIL
+    threads_help: bool = False
 
     @property
     @abstractmethod
@@ -38,6 +42,19 @@ class Tokenizer(ABC):
     @abstractmethod
     def encode(self, text: str) -> list[int]:
         """The token ids of `text`."""
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """The ids of `text` as a 1-D integer array, equal to encode(text): what token files are written from.
+
+        Tokenizers override it with a faster path; errors are those of encode.
+        """
+        return np.asarray(self.encode(text), dtype=np.int64)
+
+    def byte_lengths(self) -> np.ndarray:
+        """The UTF-8 bytes each id stands for, by id: the bytes of the text a run of ids came from add up to the
+        sum of theirs (a byte-level token that is part of a character counts its own bytes, not those of the
+        U+FFFD its decode alone would give; tokenizers where that matters override this)."""
+        return np.array([len(self.decode([i]).encode("utf-8")) for i in range(self.vocab_size)], dtype=np.int64)
 
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str:

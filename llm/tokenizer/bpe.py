@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from llm.tokenizer.base import EOT, TOKENIZERS, Tokenizer, TokenizerError, checked_ids, documents, field
+from llm.tokenizer.cuts import ANY_CUT
 
-# A newline between two printable non-space ASCII characters: the ByteLevel pre-tokenizer splits there
-# whatever surrounds it, so cutting a text at these points and encoding the pieces gives the same ids.
-SAFE_CUT = re.compile(r"(?<=[!-~]\n)(?=[!-~])")
 CHUNK_CHARS = 1 << 14
 
 
 def chunks(text: str, size: int = CHUNK_CHARS) -> list[str]:
-    """`text` cut into pieces of about `size` characters at SAFE_CUT points, for parallel encoding."""
+    """`text` cut into pieces of about `size` characters at safe cuts (llm/tokenizer/cuts.py), for parallel encoding.
+
+    Each piece encodes to the ids the whole text has there, so the pieces' ids joined are the text's ids.
+    """
     pieces, start = [], 0
     while len(text) - start > size:
-        cut = SAFE_CUT.search(text, start + size)
+        cut = ANY_CUT.search(text, start + size)
         if cut is None:
             break
         pieces.append(text[start : cut.start()])
@@ -38,6 +39,7 @@ class BPETokenizer(Tokenizer):
     """
 
     kind = "bpe"
+    threads_help = True  # the Rust encoder releases the GIL
 
     def __init__(self, hf: HFTokenizer) -> None:
         eot = hf.token_to_id(EOT)
@@ -60,6 +62,14 @@ class BPETokenizer(Tokenizer):
             return [i for encoding in self.hf.encode_batch_fast(chunks(text)) for i in encoding.ids]
         except TypeError as err:  # what `tokenizers` raises for a str it cannot take, e.g. a lone surrogate
             raise TokenizerError(f"bpe cannot encode this text ({err}); it must be a str of valid Unicode") from None
+
+    def byte_lengths(self) -> np.ndarray:
+        added = self.hf.get_added_tokens_decoder()
+        names = [self.hf.id_to_token(i) or "" for i in range(self.vocab_size)]
+        # a byte-level BPE token is written with one character per byte; added tokens decode to their text
+        return np.array(
+            [len(name.encode("utf-8")) if i in added else len(name) for i, name in enumerate(names)], dtype=np.int64
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.hf.decode(checked_ids(ids, self.vocab_size), skip_special_tokens=False)

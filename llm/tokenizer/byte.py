@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from llm.tokenizer.base import EOT, TOKENIZERS, Tokenizer, TokenizerError, checked_ids, documents
 
 
@@ -34,6 +36,15 @@ class ByteTokenizer(Tokenizer):
                 f"character {char!r} (U+{ord(char):04X}) at index {err.start} cannot be encoded as UTF-8 "
                 "(a lone surrogate); read the corpus with errors='replace' or clean it"
             ) from None
+
+    def encode_array(self, text: str) -> np.ndarray:
+        try:
+            return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        except UnicodeEncodeError:
+            return np.asarray(self.encode(text), dtype=np.uint8)  # raises encode's error, naming the character
+
+    def byte_lengths(self) -> np.ndarray:
+        return np.array([1] * 256 + [0], dtype=np.int64)  # end-of-text decodes to nothing
 
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(checked_ids(ids, 256)).decode("utf-8", errors="replace")

@@ -66,10 +66,10 @@ def test_text_files_and_globs_in_sorted_order(tmp_path: Path) -> None:
 
 
 def test_large_file_is_streamed_in_pieces_that_join_back(tmp_path: Path) -> None:
-    text = "é" * 700_000  # 1.4 MB: a piece boundary falls inside a two-byte character
+    text = "é" * 700_000  # 1.4 MB: a 1 MiB block read from the file ends inside a two-byte character
     (tmp_path / "big.txt").write_text(text)
-    pieces = list(TextCorpus(path=str(tmp_path / "big.txt")).documents())
-    assert len(pieces) >= 2 and "".join(pieces) == text
+    pieces = list(TextCorpus(path=str(tmp_path / "big.txt"), chunk_mb=0.25).documents())
+    assert len(pieces) == 3 and "".join(pieces) == text and max(map(len, pieces)) == 1 << 18
 
 
 def test_a_glob_that_matches_nothing(tmp_path: Path) -> None:
