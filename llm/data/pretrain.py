@@ -3,7 +3,8 @@
 Training windows are random, but micro-batch i is a pure function of (seed, i): a resumed run reads exactly the
 batches an uninterrupted one would have read. With several processes (DDP), micro-batch i is drawn once for the
 whole run, world_size x batch_size windows, and rank r trains on the r-th slice of it; so a run on W processes
-with data.batch_size=B reads the very windows a one-process run with data.batch_size=W*B reads.
+with data.batch_size=B reads the very windows a one-process run with data.batch_size=W*B reads (for training
+and for validation).
 
 The token cache is built once: by `prepare_data`, which Lightning calls on one process per machine before
 `setup`; in `setup` the other processes wait for it and load it.
@@ -71,11 +72,22 @@ class RandomWindows(IterableDataset):
 
 
 class FixedWindows(Dataset):
-    """The same seeded validation batches every time, so val losses are comparable across evaluations."""
+    """The same seeded validation batches every time, so val losses are comparable across evaluations; like
+    training batches, each is drawn for the whole run (world x batch_size windows) and sliced by rank."""
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, n_batches: int, seed: int):
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        n_batches: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         rng = np.random.default_rng([seed, 2**31 - 1])
-        self.offsets = rng.integers(0, len(tokens) - block_size, size=(n_batches, batch_size))
+        offsets = rng.integers(0, len(tokens) - block_size, size=(n_batches, world * batch_size))
+        self.offsets = offsets[:, rank * batch_size : (rank + 1) * batch_size]
         self.tokens, self.block_size = tokens, block_size
 
     def __len__(self) -> int:
@@ -85,15 +97,15 @@ class FixedWindows(Dataset):
         return windows(self.tokens, self.offsets[i], self.block_size)
 
 
-class RankShare(IterableDataset):
-    """Batches rank, rank + world, rank + 2·world, ... of `batches`: each validation batch is scored by exactly
-    one process (Lightning's distributed sampler would repeat some when the count does not divide evenly)."""
+class EveryBatch(IterableDataset):
+    """All of `batches`, in order, as an iterable: Lightning gives it whole to each process (a map-style
+    dataset's indices it would split between the processes, which here already hold their own slices)."""
 
-    def __init__(self, batches: Dataset, count: int, rank: int, world: int) -> None:
-        self.batches, self.count, self.rank, self.world = batches, count, rank, world
+    def __init__(self, batches: FixedWindows) -> None:
+        self.batches = batches
 
     def __iter__(self) -> Iterator[Batch]:
-        for i in range(self.rank, self.count, self.world):
+        for i in range(len(self.batches)):
             yield self.batches[i]
 
 
@@ -173,7 +185,8 @@ class PretrainDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        batches = FixedWindows(self.splits.val, self.block_size, self.batch_size, self.val_batches, self.seed)
         rank, world = self.rank_and_world()
-        dataset = batches if world == 1 else RankShare(batches, len(batches), rank, world)
+        val = self.splits.val
+        batches = FixedWindows(val, self.block_size, self.batch_size, self.val_batches, self.seed, rank, world)
+        dataset = batches if world == 1 else EveryBatch(batches)
         return DataLoader(dataset, batch_size=None, num_workers=0)

@@ -4,12 +4,17 @@ Lightning starts rank 1 by running the command again (llm.cli.relaunchable_as); 
 each rank write its weights' hash and its first batch at the end of fit.
 
 What is compared with a one-process run: the pretraining sampler draws each global micro-batch once,
-world_size x data.batch_size windows, and rank r trains on the r-th slice (llm/data/pretrain.py). So two
-processes with data.batch_size=4 read exactly the windows one process with data.batch_size=8 reads, and DDP's
-average of the two half-batch gradients is, in exact arithmetic, the one process's full-batch gradient (every
-row has the same number of target tokens). Only the order of float32 sums differs (each rank's mean over 4
-rows, then the all-reduce, against one mean over 8 rows), which moves a loss by about 1e-6 over these few
-steps; LOSS_TOLERANCE allows a thousand times that.
+world_size x data.batch_size windows, and rank r trains on the r-th slice (llm/data/pretrain.py); validation
+batches are drawn and sliced the same way. So two processes with data.batch_size=4 read exactly the windows one
+process with data.batch_size=8 reads (the test checks the first batch), and DDP's average of the two half-batch
+gradients is, in exact arithmetic, the one process's full-batch gradient (every row has the same number of
+target tokens). Only the order of float32 sums differs (each rank's mean over 4 rows, then the all-reduce,
+against one mean over 8 rows): over these 6 steps the train losses differed by at most 2.4e-7 nats and the
+validation losses not at all; LOSS_TOLERANCE is 1e-4 nats, about 400 times that, and far below the loss
+change of one step (0.02 to 0.05 here), so a rank training on other windows or skipping the gradient average
+fails it.
+Both runs take 60-75 s on a 2-core machine (each process imports torch and Lightning), hence `slow`; the Muon
+run below (2 steps) is the DDP check of the default suite.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import pytest
 from tests.conftest import tiny_corpus_text
 
 ROOT = Path(__file__).resolve().parents[2]
-LOSS_TOLERANCE = 1e-3  # nats; see the module docstring
+LOSS_TOLERANCE = 1e-4  # nats; see the module docstring
 LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -95,6 +100,7 @@ def the_run_directory(cwd: Path) -> Path:
     return made[0]
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_matches_one_process_with_the_global_batch(tmp_path: Path) -> None:
     steps = 6
     ddp_records, single_records = tmp_path / "ddp_ranks", tmp_path / "single_ranks"
