@@ -22,11 +22,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from omegaconf import DictConfig
 
 from tests.conftest import tiny_corpus_text
 
@@ -142,3 +146,188 @@ def test_muon_with_adamw_trains_under_ddp(tmp_path: Path) -> None:
     rank0, rank1 = ranks(records)
     assert rank0["weights_sha256"] == rank1["weights_sha256"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
+
+
+# --- the pieces, in one process -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def launched_alone(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No launcher variables: this process was started alone (then set some to play another rank)."""
+    for name in (*LAUNCHER_VARIABLES, "SLURM_PROCID", "SLURM_LOCALID"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("variables", "rank_zero", "local"),
+    [
+        ({}, True, 0),
+        ({"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}, False, 1),  # Lightning's second process
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False, 0),  # the first process of a second machine
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True, 0),  # torchrun
+        ({"SLURM_PROCID": "5", "SLURM_LOCALID": "1"}, False, 1),
+    ],
+)
+def test_the_launcher_variables_say_which_process_this_is(
+    launched_alone: pytest.MonkeyPatch, variables: dict[str, str], rank_zero: bool, local: int
+) -> None:
+    from llm.processes import is_rank_zero, local_rank
+
+    for name, value in variables.items():
+        launched_alone.setenv(name, value)
+    assert (is_rank_zero(), local_rank()) == (rank_zero, local)
+
+
+@pytest.mark.parametrize(
+    ("devices", "accelerator", "processes"),
+    [(2, "cpu", 2), ([0, 1, 3], "gpu", 3), ("0,1", "gpu", 2), ("4", "cpu", 4), ("auto", "cpu", 1), (1, "auto", 1)],
+)
+def test_local_processes_counts_the_devices_of_this_machine(devices: object, accelerator: str, processes: int) -> None:
+    from omegaconf import OmegaConf
+
+    from llm.run.threads import local_processes
+
+    trainer = OmegaConf.create({"devices": devices, "accelerator": accelerator})
+    assert local_processes(trainer) == processes
+
+
+def test_threads_null_gives_each_process_its_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm.run.threads import THREAD_VARIABLES, use_threads
+
+    before = torch.get_num_threads()
+    for name in THREAD_VARIABLES:
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    try:
+        assert use_threads(None, processes=2) == 4
+        assert os.environ["OMP_NUM_THREADS"] == "4"
+        assert use_threads(3, processes=2) == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.bin"
+    np.random.default_rng(0).integers(0, 50, size=5000).astype(np.uint16).tofile(path)
+    return path
+
+
+def test_each_rank_reads_its_slice_of_the_one_process_batch(tmp_path: Path) -> None:
+    from llm.data.pretrain import RandomWindows
+
+    path = token_file(tmp_path)
+    alone = iter(RandomWindows(path, "uint16", 8, 6, seed=3, start=0))
+    shares = [iter(RandomWindows(path, "uint16", 8, 3, seed=3, start=0, rank=r, world=2)) for r in (0, 1)]
+    for _ in range(3):
+        x, y = next(alone)
+        (x0, y0), (x1, y1) = next(shares[0]), next(shares[1])
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+        assert not torch.equal(x0, x1)
+
+
+def test_each_rank_validates_on_its_slice_of_every_batch(tmp_path: Path) -> None:
+    from llm.data.pretrain import FixedWindows
+
+    tokens = np.fromfile(token_file(tmp_path), dtype=np.uint16)
+    alone = FixedWindows(tokens, 8, 4, 3, seed=1)
+    shares = [FixedWindows(tokens, 8, 2, 3, seed=1, rank=r, world=2) for r in (0, 1)]
+    for i in range(3):
+        assert torch.equal(torch.cat([shares[0][i][0], shares[1][i][0]]), alone[i][0])
+
+
+def test_another_process_waits_for_the_token_cache_and_builds_nothing(tmp_path: Path) -> None:
+    from llm.data.corpora import CorpusError, TextCorpus
+    from llm.data.tokens import prepare_token_splits, wait_for_token_splits
+
+    corpus_path = tmp_path / "corpus.txt"
+    corpus_path.write_text(tiny_corpus_text())
+    corpus, cache = TextCorpus(path=str(corpus_path)), tmp_path / "cache"
+    with pytest.raises(CorpusError, match=r"did not appear within 0 s; the run's first process on this machine"):
+        wait_for_token_splits(corpus, {"name": "char"}, 0.1, cache, timeout=0.2, poll=0.05)
+    assert not cache.exists() or not any((cache / "tokens").iterdir())
+    built = prepare_token_splits(corpus, {"name": "char"}, 0.1, cache)
+    loaded = wait_for_token_splits(corpus, {"name": "char"}, 0.1, cache, timeout=0.2, poll=0.05)
+    assert loaded.fingerprint == built.fingerprint and np.array_equal(loaded.train, built.train)
+
+
+def test_the_data_module_of_another_local_rank_loads_the_cache_the_first_built(
+    tmp_path: Path, launched_alone: pytest.MonkeyPatch
+) -> None:
+    from llm.data import pretrain
+    from llm.data.corpora import TextCorpus
+    from llm.data.pretrain import PretrainDataModule
+
+    corpus_path = tmp_path / "corpus.txt"
+    corpus_path.write_text(tiny_corpus_text())
+
+    def data_module() -> PretrainDataModule:
+        return PretrainDataModule(TextCorpus(path=str(corpus_path)), {"name": "char"}, 8, 4, 0.1, 2, tmp_path / "c")
+
+    first = data_module()
+    first.prepare_data()  # what Lightning calls on local rank 0
+    launched_alone.setenv("LOCAL_RANK", "1")
+    launched_alone.setattr(pretrain, "prepare_token_splits", lambda *a: pytest.fail("rank 1 built the cache"))
+    second = data_module()
+    second.setup("fit")
+    assert second.splits.fingerprint == first.splits.fingerprint
+
+
+def test_another_process_joins_the_run_directory_rank_0_holds(tmp_path: Path) -> None:
+    from llm.errors import RunDirError
+    from llm.run.rundir import LOCK, RunDir
+
+    run = RunDir(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        run.path.mkdir()
+        (run.path / LOCK).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": 0}))
+        (run.path / "config.yaml").write_text("seed: 1\n")
+        with pytest.raises(RunDirError, match="is in use by process"), run.claimed():
+            pass
+        with run.joined():
+            assert (run.path / "config.yaml").read_text() == "seed: 1\n"
+        assert json.loads((run.path / LOCK).read_text())["pid"] == holder.pid, "the joiner took the lock"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def ddp_config(tmp_path: Path, *extra: str) -> DictConfig:
+    from llm.configs import compose_config
+    from tests.conftest import tiny_overrides
+
+    return compose_config("train", [*tiny_overrides(tmp_path, tmp_path / "corpus.txt"), "trainer=ddp", *extra])
+
+
+def test_a_multirun_refuses_a_distributed_run(tmp_path: Path, launched_alone: pytest.MonkeyPatch) -> None:
+    from llm.errors import ConfigError
+    from llm.run.runner import check_one_process
+
+    with pytest.raises(ConfigError, match=r"a multirun \(-m\) trains each of its runs in one process"):
+        check_one_process(ddp_config(tmp_path, "trainer.devices=2"), first=True)
+    check_one_process(ddp_config(tmp_path, "trainer.devices=1"), first=True)
+    with pytest.raises(ConfigError, match="trainer.num_nodes=2"):
+        check_one_process(ddp_config(tmp_path, "trainer.devices=1", "trainer.num_nodes=2"), first=True)
+
+
+def test_fsdp_is_refused_without_a_gpu_and_with_muon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm.errors import ConfigError
+    from llm.run.checks import check_distributed
+
+    cfg = ddp_config(tmp_path, "trainer=fsdp", "trainer.accelerator=cpu")
+    with pytest.raises(ConfigError, match=r"trainer=fsdp shards the model across GPUs, and trainer.accelerator=cpu"):
+        check_distributed(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check_distributed(ddp_config(tmp_path, "trainer=fsdp"))
+    with pytest.raises(ConfigError, match="use optim=muon with trainer=ddp, or trainer=fsdp with optim=adamw"):
+        check_distributed(ddp_config(tmp_path, "trainer=fsdp", "optim=muon"))
+
+
+def test_the_fsdp_config_builds_its_strategy(tmp_path: Path) -> None:
+    from hydra.utils import instantiate
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    strategy = instantiate(ddp_config(tmp_path, "trainer=fsdp").trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.kwargs["auto_wrap_policy"] is not None and strategy.kwargs["use_orig_params"]
