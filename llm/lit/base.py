@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.strategies import FSDPStrategy
 import numpy as np
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 

@@ -319,9 +319,9 @@ def test_fsdp_is_refused_without_a_gpu_and_with_muon(tmp_path: Path, monkeypatch
     with pytest.raises(ConfigError, match=r"trainer=fsdp shards the model across GPUs, and trainer.accelerator=cpu"):
         check_distributed(cfg)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    check_distributed(ddp_config(tmp_path, "trainer=fsdp"))
+    check_distributed(ddp_config(tmp_path, "trainer=fsdp", "trainer.accelerator=gpu"))
     with pytest.raises(ConfigError, match="use optim=muon with trainer=ddp, or trainer=fsdp with optim=adamw"):
-        check_distributed(ddp_config(tmp_path, "trainer=fsdp", "optim=muon"))
+        check_distributed(ddp_config(tmp_path, "trainer=fsdp", "trainer.accelerator=gpu", "optim=muon"))
 
 
 def test_the_fsdp_config_builds_its_strategy(tmp_path: Path) -> None:
@@ -331,3 +331,36 @@ def test_the_fsdp_config_builds_its_strategy(tmp_path: Path) -> None:
     strategy = instantiate(ddp_config(tmp_path, "trainer=fsdp").trainer.strategy)
     assert isinstance(strategy, FSDPStrategy)
     assert strategy.kwargs["auto_wrap_policy"] is not None and strategy.kwargs["use_orig_params"]
+
+
+# --- on GPUs (`pytest -m gpu`) ----------------------------------------------------------------------------------
+
+needs_cuda = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(["trainer=fsdp", "eval.every_n_steps=2"], id="fsdp", marks=needs_cuda),
+        pytest.param(["trainer=ddp", "trainer.accelerator=gpu", "optim=muon"], id="ddp-nccl-muon", marks=needs_cuda),
+    ],
+)
+def test_distributed_training_on_the_gpus_resumes_and_saves_a_whole_model(tmp_path: Path, settings: list[str]) -> None:
+    from llm.export import load_model_dir
+
+    devices = f"trainer.devices={torch.cuda.device_count()}"
+    common = [*tiny(tmp_path, 4, 4, tmp_path / "ranks"), *settings, devices, f"hydra.run.dir={tmp_path / 'run'}"]
+    common = [s for s in common if s != "trainer.accelerator=cpu"]
+    llm_train(common, tmp_path)
+    llm_train(
+        [*[s for s in common if not s.startswith("trainer.max_steps")], "ckpt_path=last", "trainer.max_steps=6"],
+        tmp_path,
+    )
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 6
+    records = ranks(tmp_path / "ranks")
+    assert len({r["weights_sha256"] for r in records}) == 1 or "trainer=fsdp" in settings  # FSDP: shards differ
+    load_model_dir(tmp_path / "run" / "model")
