@@ -105,8 +105,8 @@ def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None, *, 
         checkpoint = find_checkpoint(cfg.ckpt_path, run_dir.path)
         if sweep and status == "started":
             write_status(run_dir.path, status)
-        if checkpoint is None and first:
-            aside = run_dir.start_fresh(bool(cfg.get("overwrite", False)))
+        if checkpoint is None:
+            aside = run_dir.start_fresh(bool(cfg.get("overwrite", False))) if first else None
             if aside is not None:
                 Console(stderr=True).print(f"moved the run that was in {run_dir.path} to {aside}", highlight=False)
         elif (run_dir.path / "config.yaml").is_file():
