@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,30 @@ class RecordTrainingDtypes(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.handle.remove()
         self.path.write_text(json.dumps({"precision": trainer.precision, "head_dtypes": self.dtypes}))
+
+
+class RecordRank(L.Callback):
+    """Writes rank<global rank>.json into `out_dir` at the end of fit: the process's rank and world size, a
+    sha256 of its network's weights, and the token ids of the first training batch it read."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.first_batch: list[list[int]] | None = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, *args: Any) -> None:
+        if self.first_batch is None:
+            self.first_batch = batch[0].tolist()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(pl_module.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        record = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "weights_sha256": digest.hexdigest(),
+            "first_batch": self.first_batch,
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

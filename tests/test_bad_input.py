@@ -1166,6 +1166,25 @@ def _(w: World) -> list[str]:
 def _(w: World) -> list[str]:
     w.monkeypatch.setenv("LLM_TOKENIZE_THREADS", "many")
     return w.train(f"paths.cache_dir={w.tmp / 'cache'}")  # a cache of its own: the corpus is tokenized here
+# --- distributed training (trainer=ddp, trainer=fsdp) ------------------------------------------------------------
+
+
+@case("ddp-fsdp-on-cpu", "trainer=fsdp shards the model across GPUs, and trainer.accelerator=cpu", "use trainer=ddp")
+def _(w: World) -> list[str]:
+    return w.train("trainer=fsdp", "trainer.accelerator=cpu")
+
+
+@case("ddp-num-nodes-zero", "trainer.num_nodes must be a whole number >= 1, got 0", "trainer.num_nodes=1")
+def _(w: World) -> list[str]:
+    return w.train("trainer=ddp", "trainer.num_nodes=0")
+
+
+@case("ddp-in-multirun", "a multirun (-m) trains each of its runs in one process", "trainer.devices=1")
+def _(w: World) -> list[str]:
+    w.then(absent(w.tmp / "sweep" / "seed=1" / "config.yaml", "a run of the refused sweep was started"))
+    tiny = [o for o in tiny_overrides(w.tmp, w.corpus, steps=5) if not o.startswith("paths.")]
+    sweep = [f"paths.cache_dir={w.shared / 'cache'}", f"hydra.sweep.dir={w.tmp / 'sweep'}"]
+    return ["train", "-m", *tiny, "trainer=ddp", "trainer.devices=2", "seed=1,2", *sweep]
 
 
 # --- the test -------------------------------------------------------------------------------------------------

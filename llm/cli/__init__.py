@@ -10,7 +10,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import difflib  # noqa: E402
 import importlib
+import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from llm.cli.compose_check import check_overrides_or_exit
@@ -121,4 +124,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         raise SystemExit(2) from e
     sys.argv = [f"llm {verb}", *overrides]
-    app.main()
+    with relaunchable_as(VERBS[verb][0]):
+        app.main()
+
+
+@contextmanager
+def relaunchable_as(module: str) -> Iterator[None]:
+    """Lightning starts the other processes of a distributed run (trainer=ddp) by running
+    `python -m <the __main__ module's name> <sys.argv[1:]>` again. While the verb runs, __main__ is named after
+    the verb's own Hydra app, so that command runs this verb with the very overrides it was given (for
+    `llm train ...` and `python -m llm train ...` alike)."""
+    main_module = sys.modules["__main__"]
+    saved = getattr(main_module, "__spec__", None)
+    main_module.__spec__ = importlib.util.find_spec(module)
+    try:
+        yield
+    finally:
+        main_module.__spec__ = saved

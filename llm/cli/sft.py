@@ -16,3 +16,7 @@ def main(cfg: DictConfig) -> None:
     from llm.run.runner import command_line_overrides, is_sweep_run, run
 
     run(cfg, sft, command_line_overrides(), sweep=is_sweep_run())
+
+
+if __name__ == "__main__":  # how Lightning starts a distributed run's other processes (llm.cli.relaunchable_as)
+    main()

@@ -17,3 +17,7 @@ def main(cfg: DictConfig) -> float:
 
     summary = run(cfg, pretrain, command_line_overrides(), sweep=is_sweep_run())
     return optimized_value(summary, cfg.get("optimized_metric", "val_loss"))
+
+
+if __name__ == "__main__":  # how Lightning starts a distributed run's other processes (llm.cli.relaunchable_as)
+    main()

@@ -1,7 +1,13 @@
 """The pretraining data module: token files turned into (input, target) windows of block_size tokens.
 
-Training windows are random, but the micro-batch with index i is a pure function of (seed, rank, i), so a
-resumed run reads exactly the batches an uninterrupted one would have read.
+Training windows are random, but micro-batch i is a pure function of (seed, i): a resumed run reads exactly the
+batches an uninterrupted one would have read. With several processes (DDP), micro-batch i is drawn once for the
+whole run, world_size x batch_size windows, and rank r trains on the r-th slice of it; so a run on W processes
+with data.batch_size=B reads the very windows a one-process run with data.batch_size=W*B reads (for training
+and for validation).
+
+The token cache is built once: by `prepare_data`, which Lightning calls on one process per machine before
+`setup`; in `setup` the other processes wait for it and load it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from llm.data.corpora import Corpus, CorpusError
-from llm.data.tokens import TokenSplits, prepare_token_splits
+from llm.data.tokens import TokenSplits, prepare_token_splits, wait_for_token_splits
+from llm.processes import local_rank
 
 Batch = tuple[Tensor, Tensor]
 
@@ -30,16 +37,29 @@ def windows(tokens: np.ndarray, offsets: np.ndarray, block_size: int) -> Batch:
 
 
 class RandomWindows(IterableDataset):
-    """An endless stream of batches of random windows, starting at micro-batch `start`."""
+    """An endless stream of batches of random windows, starting at micro-batch `start`: rank `rank`'s share
+    of each global micro-batch of `world` x `batch_size` windows."""
 
-    def __init__(self, path: Path, dtype: str, block_size: int, batch_size: int, seed: int, rank: int, start: int):
+    def __init__(
+        self,
+        path: Path,
+        dtype: str,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.path, self.dtype = path, dtype
         self.block_size, self.batch_size = block_size, batch_size
-        self.seed, self.rank, self.start = seed, rank, start
+        self.seed, self.start, self.rank, self.world = seed, start, rank, world
 
     def batch(self, tokens: np.ndarray, index: int) -> Batch:
-        rng = np.random.default_rng([self.seed, self.rank, index])
-        return windows(tokens, rng.integers(0, len(tokens) - self.block_size, size=self.batch_size), self.block_size)
+        rng = np.random.default_rng([self.seed, 0, index])  # the 0 keeps one-process runs reading what they read
+        offsets = rng.integers(0, len(tokens) - self.block_size, size=self.world * self.batch_size)
+        mine = offsets[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        return windows(tokens, mine, self.block_size)
 
     def __iter__(self) -> Iterator[Batch]:
         tokens = np.memmap(self.path, dtype=self.dtype, mode="r")
@@ -52,11 +72,22 @@ class RandomWindows(IterableDataset):
 
 
 class FixedWindows(Dataset):
-    """The same seeded validation batches every time, so val losses are comparable across evaluations."""
+    """The same seeded validation batches every time, so val losses are comparable across evaluations; like
+    training batches, each is drawn for the whole run (world x batch_size windows) and sliced by rank."""
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, n_batches: int, seed: int):
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        n_batches: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         rng = np.random.default_rng([seed, 2**31 - 1])
-        self.offsets = rng.integers(0, len(tokens) - block_size, size=(n_batches, batch_size))
+        offsets = rng.integers(0, len(tokens) - block_size, size=(n_batches, world * batch_size))
+        self.offsets = offsets[:, rank * batch_size : (rank + 1) * batch_size]
         self.tokens, self.block_size = tokens, block_size
 
     def __len__(self) -> int:
@@ -64,6 +95,18 @@ class FixedWindows(Dataset):
 
     def __getitem__(self, i: int) -> Batch:
         return windows(self.tokens, self.offsets[i], self.block_size)
+
+
+class EveryBatch(IterableDataset):
+    """All of `batches`, in order, as an iterable: Lightning gives it whole to each process (a map-style
+    dataset's indices it would split between the processes, which here already hold their own slices)."""
+
+    def __init__(self, batches: FixedWindows) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        for i in range(len(self.batches)):
+            yield self.batches[i]
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -95,10 +138,27 @@ class PretrainDataModule(L.LightningDataModule):
         assert self._splits is not None
         return self._splits
 
+    def prepare_data(self) -> None:
+        """Builds the token cache unless it is there (then only loads it). Lightning calls this on one process
+        per machine (local rank 0), and the processes' setup only after it returned."""
+        if self._splits is None:
+            splits = prepare_token_splits(self.corpus, self.tokenizer_config, self.val_fraction, self.cache_dir)
+            self._splits = self.long_enough(splits)
+
     def setup(self, stage: str | None = None) -> None:
+        """Loads the token splits: the first process on this machine builds them if need be (as prepare_data);
+        the others wait until they are built and load them."""
         if self._splits is not None:
             return
-        splits = prepare_token_splits(self.corpus, self.tokenizer_config, self.val_fraction, self.cache_dir)
+        rank = self.trainer.local_rank if self.trainer is not None else local_rank()
+        if rank == 0:
+            self.prepare_data()
+            return
+        splits = wait_for_token_splits(self.corpus, self.tokenizer_config, self.val_fraction, self.cache_dir)
+        self._splits = self.long_enough(splits)
+
+    def long_enough(self, splits: TokenSplits) -> TokenSplits:
+        """`splits`, each of which holds at least one window of block_size + 1 tokens."""
         need = self.block_size + 1
         for name, tokens in (("validation", splits.val), ("training", splits.train)):
             if len(tokens) < need:
@@ -107,20 +167,26 @@ class PretrainDataModule(L.LightningDataModule):
                     f"block_size+1 = {need}; use a larger corpus, a larger data.val_fraction "
                     f"(now {self.val_fraction}), or a smaller model.block_size"
                 )
-        self._splits = splits
+        return splits
+
+    def rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        start, rank = 0, 0
         trainer = self.trainer
-        if trainer is not None:  # resume: continue at the first micro-batch not yet trained on
-            start = trainer.global_step * trainer.accumulate_grad_batches
-            rank = trainer.global_rank
+        # resume: continue at the first micro-batch not yet trained on
+        start = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
+        rank, world = self.rank_and_world()
         train = self.splits.train
         dataset = RandomWindows(
-            Path(str(train.filename)), str(train.dtype), self.block_size, self.batch_size, self.seed, rank, start
+            Path(str(train.filename)), str(train.dtype), self.block_size, self.batch_size, self.seed, start, rank, world
         )
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        dataset = FixedWindows(self.splits.val, self.block_size, self.batch_size, self.val_batches, self.seed)
+        rank, world = self.rank_and_world()
+        val = self.splits.val
+        batches = FixedWindows(val, self.block_size, self.batch_size, self.val_batches, self.seed, rank, world)
+        dataset = batches if world == 1 else EveryBatch(batches)
         return DataLoader(dataset, batch_size=None, num_workers=0)

@@ -3,7 +3,8 @@
 cache_dir/tokens/<fingerprint>/ holds train.bin and val.bin (flat np.memmap token ids), tokenizer.json and
 meta.json. The folder is built under a temporary name and renamed into place, so a half-built cache is never
 read: a folder whose meta.json is missing or disagrees with its files is rebuilt. The split is nanoGPT's:
-the first 1 - val_fraction of the tokens train, the rest validate.
+the first 1 - val_fraction of the tokens train, the rest validate. In a distributed run one process per
+machine builds it (prepare_token_splits) while the others wait for it (wait_for_token_splits).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer, train_token
 FORMAT_VERSION = 3
 READ_BLOCK = 1 << 22  # ids read from a token file at a time
 COPY_BLOCK = 1 << 24  # bytes copied at a time
+WAIT_SECONDS = 4 * 3600.0  # how long a run's other processes wait for the one building the cache
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,23 @@ def build(
     (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def cache_location(
+    corpus: Corpus, tokenizer: Mapping[str, Any], val_fraction: float, cache_dir: str | Path
+) -> tuple[str, Path]:
+    """The cache key of this corpus and tokenizer and the folder its build lives in (reads the corpus once)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise CorpusError(f"data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if "name" not in tokenizer:
+        raise CorpusError(f"the tokenizer config {dict(tokenizer)} has no 'name'; use tokenizer=char, bpe or byte")
+    digest, size = corpus_hash(corpus)
+    if size == 0:
+        raise CorpusError(
+            f"{corpus.describe()} holds no text; point data.path (or data.corpus) at files that contain text"
+        )
+    key = fingerprint(digest, tokenizer, val_fraction)
+    return key, Path(cache_dir) / "tokens" / key
+
+
 def prepare_token_splits(
     corpus: Corpus,
     tokenizer: Mapping[str, Any],
@@ -204,17 +224,7 @@ def prepare_token_splits(
     The corpus is read once to fingerprint it; a build reads it twice more (to train, then to encode, on
     `threads` threads: None for llm.data.encode.tokenize_threads(tokenizer)).
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise CorpusError(f"data.val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    if "name" not in tokenizer:
-        raise CorpusError(f"the tokenizer config {dict(tokenizer)} has no 'name'; use tokenizer=char, bpe or byte")
-    digest, size = corpus_hash(corpus)
-    if size == 0:
-        raise CorpusError(
-            f"{corpus.describe()} holds no text; point data.path (or data.corpus) at files that contain text"
-        )
-    key = fingerprint(digest, tokenizer, val_fraction)
-    directory = Path(cache_dir) / "tokens" / key
+    key, directory = cache_location(corpus, tokenizer, val_fraction, cache_dir)
     meta = read_meta(directory, key)
     if meta is not None:
         return load_splits(directory, meta)
@@ -242,3 +252,29 @@ def prepare_token_splits(
     if meta is None:
         raise CorpusError(f"the token cache {directory} was changed while it was being built; run again")
     return load_splits(directory, meta)
+
+
+def wait_for_token_splits(
+    corpus: Corpus,
+    tokenizer: Mapping[str, Any],
+    val_fraction: float,
+    cache_dir: str | Path,
+    *,
+    timeout: float = WAIT_SECONDS,
+    poll: float = 1.0,
+) -> TokenSplits:
+    """The token splits another process of the same run builds (the first one on this machine): waits for the
+    finished cache to appear and loads it, building nothing. A folder appears only once its build is complete."""
+    key, directory = cache_location(corpus, tokenizer, val_fraction, cache_dir)
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = read_meta(directory, key) if (directory / "meta.json").is_file() else None
+        if meta is not None:
+            return load_splits(directory, meta)
+        if time.monotonic() > deadline:
+            raise CorpusError(
+                f"the token cache {directory} did not appear within {timeout:.0f} s; the run's first process on "
+                "this machine (local rank 0) builds it: see its output for why it did not, or build the cache "
+                "first with a one-process run of the same data and tokenizer settings"
+            )
+        time.sleep(poll)

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -50,16 +51,22 @@ class TrainModule(L.LightningModule):
         entropy = [self.seed, self.trainer.global_rank, step, self._micro_batch]
         torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))
 
+    def all_processes_agree(self, finite: bool) -> bool:
+        """True when `finite` holds on every process of the run: all of them skip or stop together (a process
+        that skipped a step alone would leave the others waiting for its gradients)."""
+        return bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
+
     def finite_or_skip(self, loss: Tensor) -> Tensor | None:
         """`loss`, or None (Lightning then skips the step) when it is not finite and nonfinite=skip."""
-        if torch.isfinite(loss):
+        if self.all_processes_agree(bool(torch.isfinite(loss))):
             return loss
-        self.non_finite("loss", float(loss.detach()))
+        self.non_finite("loss", float(loss.detach()) if not torch.isfinite(loss) else float("nan"))
         return None
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.stack([g.float().norm() for g in grads]).sum()):
+        finite = not grads or bool(torch.isfinite(torch.stack([g.float().norm() for g in grads]).sum()))
+        if not self.all_processes_agree(finite):  # under FSDP each process holds a shard of the gradients
             self.non_finite("gradient norm", float("nan"))
             for p in self.parameters():
                 p.grad = None  # an optimizer skips parameters without a gradient: the step changes nothing
@@ -72,8 +79,14 @@ class TrainModule(L.LightningModule):
     ) -> None:
         """Clips by norm directly when no gradient scaler is in use (fp32, bf16): Lightning's mixed-precision plugin
         refuses any clipping with a fused optimizer (AdamW's CUDA default here), although bf16 gradients are never
-        scaled. With a scaler (16-mixed), Lightning's own clipping (which unscales first) decides."""
+        scaled. With a scaler (16-mixed), Lightning's own clipping (which unscales first) decides. Under FSDP each
+        process holds a shard of the gradients: the sharded model's own clip_grad_norm_ takes the global norm."""
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if isinstance(self.trainer.strategy, FSDPStrategy) and gradient_clip_val:
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ConfigError("trainer=fsdp clips gradients by norm only; remove trainer.gradient_clip_algorithm")
+            self.trainer.model.clip_grad_norm_(float(gradient_clip_val))  # type: ignore[operator,union-attr]
+            return
         if scaler is None and gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
             torch.nn.utils.clip_grad_norm_(self.parameters(), float(gradient_clip_val))
             return

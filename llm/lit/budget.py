@@ -40,7 +40,9 @@ class Budget(L.Callback):
             return  # mid-accumulation: a budget ends a run only at an optimizer step
         self._checked_step = trainer.global_step
         spent = self.spent()
-        for name, limit in self.limits.items():
-            if limit is not None and spent[name] >= limit:
-                self.stopped_by, trainer.should_stop = name, True
-                return
+        over = [name for name, limit in self.limits.items() if limit is not None and spent[name] >= limit]
+        # every process stops at the same step (each times itself): the first one over a budget stops them all
+        if any(v is not None for v in self.limits.values()) and trainer.strategy.reduce_boolean_decision(
+            bool(over), all=False
+        ):
+            self.stopped_by, trainer.should_stop = over[0] if over else "seconds", True

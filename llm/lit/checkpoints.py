@@ -40,8 +40,15 @@ class LastCheckpoint(L.Callback):
     ) -> None:
         step, stepped = trainer.global_step, trainer.global_step != self._seen_step
         self._seen_step = step
-        if stepped and self._due(step):  # never in the middle of gradient accumulation
+        if stepped and self._due_everywhere(trainer, step):  # never in the middle of gradient accumulation
             self.save(trainer)
+
+    def _due_everywhere(self, trainer: L.Trainer, step: int) -> bool:
+        """Whether a save is due; by time, each process's own clock counts, so the processes agree first (a
+        save is made by all of them together: one saving alone would wait for the others forever)."""
+        if self.every_minutes is None:
+            return self._due(step)
+        return bool(trainer.strategy.reduce_boolean_decision(self._due(step), all=False))
 
     def _due(self, step: int) -> bool:
         by_steps = self.every_n_steps is not None and step % self.every_n_steps == 0

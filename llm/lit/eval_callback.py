@@ -5,7 +5,8 @@ Configured by the `eval` block of train.yaml (off while eval.every_n_steps is nu
 scored as `llm eval` scores it (llm/eval/perplexity.py: windows of eval.window tokens, eval.stride new targets a
 window), with the network in evaluation mode and without gradients. eval/loss, eval/perplexity and
 eval/bits_per_byte go to every logger of the run (metrics.csv, TensorBoard, wandb, MLflow), at the step of the
-train/loss row of the optimizer step just taken, as validation metrics are.
+train/loss row of the optimizer step just taken, as validation metrics are. In a distributed run rank 0 scores (under
+FSDP on the weights gathered from every process).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 from llm.errors import ConfigError
 from llm.eval.perplexity import check_length, check_window, score_tokens
 from llm.eval.texts import encoded, read_utf8
+from llm.lit.sharding import whole_network
 from llm.tokenizer import Tokenizer
 
 
@@ -45,10 +47,11 @@ class TextEvaluation(L.Callback):
         if step == 0 or step % self.every_n_steps or step == self.done_at:
             return
         self.done_at = step
-        if not trainer.is_global_zero:
+        network = whole_network(trainer, pl_module.model)  # type: ignore[arg-type]
+        if network is None or not trainer.is_global_zero:
             return
         score = score_tokens(
-            pl_module.model,  # type: ignore[arg-type]
+            network,
             self.tokenizer,
             self.ids,
             window=self.window,

@@ -45,7 +45,7 @@ class LMModule(TrainModule):
         x, y = batch
         loss = self.finite_or_skip(self.objective(self.model(x), y))
         if loss is not None:
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the global batch's
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -55,7 +55,8 @@ class LMModule(TrainModule):
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()
         self.val_loss.reset()
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/ppl", torch.exp(loss))
+        # the metric already combined every process's batches; sync_dist only says so to Lightning
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/ppl", torch.exp(loss), sync_dist=True)
         if self.bytes_per_token is not None:
-            self.log("val/bpb", loss / math.log(2) / self.bytes_per_token)
+            self.log("val/bpb", loss / math.log(2) / self.bytes_per_token, sync_dist=True)

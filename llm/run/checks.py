@@ -209,6 +209,33 @@ def check_trainer(cfg: DictConfig) -> None:
             )
 
 
+def strategy_name(cfg: DictConfig) -> str:
+    """trainer.strategy as a lower-case name: "ddp", "fsdp", ... or the class a `_target_` node builds."""
+    strategy = value_of(cfg, "trainer.strategy")
+    if isinstance(strategy, DictConfig):
+        return str(strategy.get("_target_", "")).rsplit(".", 1)[-1].lower()
+    return "auto" if strategy in (ABSENT, None) else str(strategy).lower()
+
+
+def check_distributed(cfg: DictConfig) -> None:
+    """trainer.num_nodes is a count; FSDP runs on GPUs, and not with Muon (which needs each weight matrix whole)."""
+    need_int(cfg, "trainer.num_nodes", 1)
+    if "fsdp" not in strategy_name(cfg):
+        return
+    accelerator = value_of(cfg, "trainer.accelerator")
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        why = "trainer.accelerator=cpu" if accelerator == "cpu" else no_device("gpu")
+        raise ConfigError(
+            f"trainer=fsdp shards the model across GPUs, and {why}; on CPUs use trainer=ddp "
+            "(trainer.devices=N processes, each with a whole copy of the model)"
+        )
+    if str(value_of(cfg, "optim._target_")).endswith(".muon"):
+        raise ConfigError(
+            "optim=muon orthogonalises each weight matrix whole, and trainer=fsdp splits them across GPUs; use "
+            "optim=muon with trainer=ddp, or trainer=fsdp with optim=adamw"
+        )
+
+
 def check_numbers(cfg: DictConfig) -> None:
     """Steps, sizes, rates and sampling settings have the right type and range."""
     need_int(cfg, "seed", 0)
@@ -293,12 +320,13 @@ def check_targets(node: Any, path: str) -> None:
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """All checks that need no data: mandatory values, numbers, switches, the trainer's devices, the schedule,
-    and the settings of every instantiated class."""
+    """All checks that need no data: mandatory values, numbers, switches, the trainer's devices and strategy,
+    the schedule, and the settings of every instantiated class."""
     check_no_missing(cfg)
     check_numbers(cfg)
     check_switches(cfg)
     check_eval(cfg)
+    check_distributed(cfg)
     check_trainer(cfg)
     check_schedule(cfg)
     for group in ("trainer", "optim", "scheduler", "logger", "callbacks", "data"):

@@ -36,9 +36,15 @@ def silence_third_party_warnings() -> None:
 
 
 @contextmanager
-def logging_to(log_file: Path) -> Iterator[None]:
-    """Sends Python logging (Lightning's too) to `log_file` instead of the console while the run lasts."""
+def logging_to(log_file: Path | None) -> Iterator[None]:
+    """Sends Python logging (Lightning's too) to `log_file` instead of the console while the run lasts. None, for
+    the other processes of a distributed run (the run has one train.log, rank 0's): their Lightning messages
+    below warnings, which repeat rank 0's, are dropped."""
     silence_third_party_warnings()
+    if log_file is None:
+        with quiet_lightning():
+            yield
+        return
     handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     handler.addFilter(DropNoise())
@@ -67,3 +73,17 @@ def logging_to(log_file: Path) -> Iterator[None]:
         handler.close()
         for name, (handlers, propagate) in saved.items():
             logging.getLogger(name).handlers, logging.getLogger(name).propagate = handlers, propagate
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning logs only warnings and errors while the block lasts."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

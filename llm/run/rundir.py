@@ -3,7 +3,8 @@
 A directory "holds a run" once any of RUN_FILES exists in it. Starting a fresh run there is refused unless
 the user resumes it (`ckpt_path=last`) or passes `overwrite=true`, which moves the old run aside into a
 sibling folder (never deletes it). A `.lock` file names the process using the directory; a lock left by a
-dead process is taken over.
+dead process is taken over. The other processes of a distributed run (DDP) join the directory that its rank 0
+claimed, without a lock of their own.
 """
 
 from __future__ import annotations
@@ -67,6 +68,19 @@ class RunDir:
             yield self
         finally:
             self._release_lock()
+
+    @contextmanager
+    def joined(self) -> Iterator[RunDir]:
+        """For a distributed run's other processes: the directory that the run's rank 0 claimed (and holds the
+        lock of) is used as it is; no lock is taken and nothing is moved aside."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(
+                f"cannot write to run directory {self.path} ({e.strerror or e}); every process of a distributed "
+                "run needs it: give hydra.run.dir=<a folder all of them can write>"
+            ) from e
+        yield self
 
     def hold(self) -> None:
         """Takes the lock until release() (for a holder that outlives one `with` block: a sweep)."""

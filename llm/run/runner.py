@@ -5,6 +5,10 @@ passed in), Lightning module, tokenizer. Everything else is shared here: the run
 a resume is checked against the run's saved config, the trainer is built, and one piece (`finish_run`)
 writes what every run leaves: config.yaml, run_info.json, checkpoints/, metrics.csv, summary.json,
 loss.png, samples.txt and model/.
+
+A distributed run (trainer=ddp, trainer=fsdp) is several processes running this same code: rank 0 claims the run
+directory and writes every file of it; the others join that directory, train, and write nothing (Lightning's
+loggers and checkpoints write from rank 0 only).
 """
 
 from __future__ import annotations
@@ -34,15 +38,18 @@ from llm.lit.callbacks import Throughput
 from llm.lit.eval_callback import evaluation_callbacks
 from llm.lit.loggers import ResumableCSVLogger, forget_steps_from
 from llm.lit.progress import StepProgressBar
+from llm.lit.sharding import whole_network
 from llm.lit.trackers import has_csv, log_run_end, started
+from llm.model import GPT
 from llm.model.counting import count_parameters, training_flops_per_token
+from llm.processes import is_rank_zero
 from llm.report.run_summary import plot_losses, print_summary
 from llm.run.checks import check_run_config
 from llm.run.console import logging_to
 from llm.run.resume import check_fits, find_checkpoint, read_checkpoint, resume_config
 from llm.run.rundir import RunDir, write_json
 from llm.run.sweep import continue_run, write_status
-from llm.run.threads import use_threads
+from llm.run.threads import local_processes, use_threads
 from llm.tokenizer import Tokenizer, TokenizerError
 
 
@@ -83,8 +90,11 @@ def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None, *, 
     """
     started = time.perf_counter()
     check_run_config(cfg)
+    first = is_rank_zero()
+    if sweep:
+        check_one_process(cfg, first)
     run_dir = RunDir(cfg.paths.run_dir)
-    with run_dir.claimed():
+    with run_dir.claimed() if first else run_dir.joined():
         status = "started"
         if sweep and cfg.ckpt_path is None and run_dir.holds_run():
             status, finished = continue_run(run_dir, cfg)
@@ -96,16 +106,28 @@ def run(cfg: DictConfig, recipe: Recipe, overrides: list[str] | None = None, *, 
         if sweep and status == "started":
             write_status(run_dir.path, status)
         if checkpoint is None:
-            aside = run_dir.start_fresh(bool(cfg.get("overwrite", False)))
+            aside = run_dir.start_fresh(bool(cfg.get("overwrite", False))) if first else None
             if aside is not None:
                 Console(stderr=True).print(f"moved the run that was in {run_dir.path} to {aside}", highlight=False)
         elif (run_dir.path / "config.yaml").is_file():
             cfg = resume_config(run_dir.path / "config.yaml", cfg, overrides)
             check_run_config(cfg)
-        threads = use_threads(cfg.get("threads"))
-        with logging_to(run_dir.path / "train.log"):
+        threads = use_threads(cfg.get("threads"), local_processes(cfg.get("trainer")))
+        with logging_to(run_dir.path / "train.log" if first else None):
             L.seed_everything(cfg.seed, workers=True, verbose=False)  # the network's initial weights
             return fit(cfg, recipe(cfg), run_dir.path, checkpoint, started, threads)
+
+
+def check_one_process(cfg: DictConfig, first: bool) -> None:
+    """A run of a multirun trains in one process: a distributed run is started on its own."""
+    nodes = cfg.get("trainer", {}).get("num_nodes", 1)
+    if not first or local_processes(cfg.get("trainer")) > 1 or (isinstance(nodes, int) and nodes > 1):
+        raise ConfigError(
+            "a multirun (-m) trains each of its runs in one process, and this one asks for several "
+            f"(trainer.devices={cfg.trainer.get('devices')}, trainer.num_nodes={nodes}); run a distributed "
+            "training (trainer=ddp or trainer=fsdp) as a plain `llm train`, one per configuration, or set "
+            "trainer.devices=1"
+        )
 
 
 def fit(
@@ -138,10 +160,12 @@ def fit(
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
     train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     final = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0]
-    summary = summarize(trainer, module, throughput, final, train_loss, time.perf_counter() - started)
+    network = whole_network(trainer, module.model)  # every process takes part under FSDP
+    summary = summarize(trainer, network or module.model, throughput, final, train_loss, time.perf_counter() - started)
     summary.update(stopped_by=budget.stopped_by, flops=budget.spent()["flops"], threads=threads)
-    if trainer.is_global_zero:
-        samples = finish_run(cfg, run_dir, module, parts.tokenizer, summary)
+    summary.update(skipped_steps=module.skipped_steps)
+    if network is not None and trainer.is_global_zero:
+        samples = finish_run(cfg, run_dir, network, parts.tokenizer, summary)
         log_run_end(trainer.loggers, OmegaConf.to_container(cfg, resolve=True), summary, samples)  # type: ignore[arg-type]
         if parts.chat_template is not None:
             save_chat_template(parts.chat_template, run_dir / "model")
@@ -212,14 +236,14 @@ def instantiate_all(node: DictConfig | None) -> list[Any]:
 
 def summarize(
     trainer: L.Trainer,
-    module: TrainModule,
+    network: GPT,
     throughput: Throughput,
     final: Mapping[str, float],
     train_loss: float,
     seconds: float,
 ) -> dict[str, Any]:
     """The final validation metrics (val/x/y as val_x_y), then the run's counts and speed."""
-    counts = count_parameters(module.model)
+    counts = count_parameters(network)
     return {
         **{name.replace("/", "_"): float(value) for name, value in final.items()},
         "train_loss": train_loss,
@@ -230,21 +254,20 @@ def summarize(
         "wall_seconds": seconds,
         "params": counts["params"],
         "params_non_embedding": counts["params_non_embedding"],
-        "flops_per_token": training_flops_per_token(module.model.config),
-        "skipped_steps": module.skipped_steps,
+        "flops_per_token": training_flops_per_token(network.config),
     }
 
 
-def finish_run(cfg: DictConfig, run_dir: Path, module: TrainModule, tokenizer: Tokenizer, summary: dict) -> list[str]:
+def finish_run(cfg: DictConfig, run_dir: Path, network: GPT, tokenizer: Tokenizer, summary: dict) -> list[str]:
     """Writes model/, summary.json, loss.png and samples.txt, and prints the summary and samples (returned)."""
-    save_model_dir(run_dir / "model", module.model, tokenizer)
+    save_model_dir(run_dir / "model", network, tokenizer)
     write_json(run_dir / "summary.json", summary)
     plot_losses(run_dir / "metrics.csv", run_dir / "loss.png")
     console = Console()
     print_summary(summary, console)
     s = cfg.samples
     samples = [
-        sample_text(module.model, tokenizer, s.prompt, s.max_new_tokens, s.temperature, s.top_k, seed=cfg.seed + i)
+        sample_text(network, tokenizer, s.prompt, s.max_new_tokens, s.temperature, s.top_k, seed=cfg.seed + i)
         for i in range(s.num)
     ]
     write_text_atomic(run_dir / "samples.txt", "\n\n---\n\n".join(samples) + "\n")
