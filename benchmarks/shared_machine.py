@@ -37,9 +37,7 @@ def train_together(corpus: Path, steps: int, root: Path, extra: list[str], env: 
     """Starts `count` trainings at once and returns their summary.json contents."""
     dirs = [root / f"run{i}" for i in range(count)]
     full_env = {**os.environ, **env, "LLM_CACHE_DIR": str(root.parent / "cache")}
-    procs = [
-        subprocess.Popen(command(corpus, steps, d, extra), env=full_env, stdout=subprocess.DEVNULL) for d in dirs
-    ]
+    procs = [subprocess.Popen(command(corpus, steps, d, extra), env=full_env, stdout=subprocess.DEVNULL) for d in dirs]
     for p in procs:
         if p.wait() != 0:
             raise SystemExit(f"a training failed: {' '.join(command(corpus, steps, dirs[0], extra))}")

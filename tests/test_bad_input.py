@@ -1166,6 +1166,8 @@ def _(w: World) -> list[str]:
 def _(w: World) -> list[str]:
     w.monkeypatch.setenv("LLM_TOKENIZE_THREADS", "many")
     return w.train(f"paths.cache_dir={w.tmp / 'cache'}")  # a cache of its own: the corpus is tokenized here
+
+
 # --- distributed training (trainer=ddp, trainer=fsdp) ------------------------------------------------------------
 
 
