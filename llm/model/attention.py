@@ -72,16 +72,17 @@ class CausalSelfAttention(nn.Module):
         q, k = position.rotate(q, k, None if step is None else step.pos)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nkv, S + T, hs)
-        if step is not None and t == 1 and self.sees_every_key(position, step):  # a decoding step without padding
+        if step is not None and self.sees_every_key(position, step, t):  # a decoding step without padding
             y = self.attend(q, k, v, None, causal=False)
         else:
             y = self.attend(q, k, v, self.additive_mask(position, step, t, q))  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(b, t, self.n_head * self.head_dim)
         return self.resid_dropout(self.proj(y)), (k, v)
 
-    def sees_every_key(self, position: Position, step: Step) -> bool:
-        """Whether a query at the newest position may see every key: no padding, no window, no score bias."""
-        return step.key_mask is None and self.window is None and not position.biases_scores
+    def sees_every_key(self, position: Position, step: Step, t: int) -> bool:
+        """Whether the new token(s) may see every key: one query, no padding, no window, no score bias. (A traced
+        step always passes a padding mask, so its graph never takes this branch.)"""
+        return step.key_mask is None and self.window is None and not position.biases_scores and t == 1
 
     def additive_mask(self, position: Position, step: Step | None, t: int, like: Tensor) -> Tensor | None:
         """Causal, window and padding mask as 0 / -inf plus the position bias: (B or 1, H or 1, T_q, T_k).
