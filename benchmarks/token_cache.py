@@ -1,7 +1,7 @@
 """Tokenization throughput (MB/s of UTF-8 text, tokens/s) of the char, byte and BPE tokenizers on one corpus.
 
-    python benchmarks/tokenize.py --generate-mb 20                 # a generated corpus of 20 MB (a smoke check)
-    python benchmarks/tokenize.py --path big.txt --threads 1,auto  # your own text file
+    python benchmarks/token_cache.py --generate-mb 20                 # a generated corpus of 20 MB (a smoke check)
+    python benchmarks/token_cache.py --path big.txt --threads 1,auto  # your own text file
 
 For each tokenizer: `build` is the whole cached build a first `llm train` runs (fingerprint the corpus, train the
 tokenizer, encode, split, checksums) into a fresh cache; then the encoding alone (llm.data.encode.encode_all) is
@@ -11,31 +11,25 @@ runs/bench/tokenize.json. MB are 10^6 bytes of the corpus's UTF-8 text.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
+import random
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
 
-# Run as `python benchmarks/tokenize.py`, this folder comes first on sys.path, and this file would stand in for
-# the standard library's `tokenize` module (imported by numpy and others): take the folder off the path first.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import tokenizers
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import tokenizers  # noqa: E402
-
-from llm.data.corpora import DEFAULT_CHUNK_MB, TextCorpus  # noqa: E402
-from llm.data.encode import encode_all, tokenize_threads  # noqa: E402
-from llm.data.tokens import prepare_token_splits, token_dtype  # noqa: E402
-from llm.files import write_text_atomic  # noqa: E402
+from llm.data.corpora import DEFAULT_CHUNK_MB, TextCorpus
+from llm.data.encode import encode_all, tokenize_threads
+from llm.data.tokens import prepare_token_splits, token_dtype
+from llm.files import write_text_atomic
 
 CONFIGS = {"char": {"name": "char"}, "byte": {"name": "byte"}, "bpe": {"name": "bpe", "vocab_size": 1024}}
 BLOCK_CHARS = 4 << 20
