@@ -52,11 +52,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        train_together(args.corpus, 2, Path(tmp) / "warm", [], {}, 1)  # builds the token cache once
-        for name, (extra, env) in SETTINGS.items():
-            alone = train_together(args.corpus, args.steps, Path(tmp) / name / "alone", extra, env, 1)[0]
+        train_together(args.corpus, 2, Path(tmp) / "warm", ["scheduler.warmup_steps=1"], {}, 1)  # token cache
+        for n, (name, (extra, env)) in enumerate(SETTINGS.items()):
+            alone = train_together(args.corpus, args.steps, Path(tmp) / f"s{n}" / "alone", extra, env, 1)[0]
             rows.append(row(f"{name}: alone", alone, alone))
-            for i, s in enumerate(train_together(args.corpus, args.steps, Path(tmp) / name / "two", extra, env, 2)):
+            for i, s in enumerate(train_together(args.corpus, args.steps, Path(tmp) / f"s{n}" / "two", extra, env, 2)):
                 rows.append(row(f"{name}: one of two ({i})", s, alone))
     print(f"| {'setting':<52} | tokens/s | share of alone |")
     for r in rows:
