@@ -67,3 +67,12 @@ def test_trainer_gpu_trains_in_bf16_on_the_gpu(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 20 and math.isfinite(summary["train_loss"])
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_batches_are_pinned_for_a_gpu_trainer() -> None:
+    import lightning as L
+
+    from llm.data.loading import pin_memory
+
+    trainer = L.Trainer(accelerator="gpu", devices=1, logger=False, enable_checkpointing=False)
+    assert pin_memory(trainer) is True

@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from llm.data.corpora import CHUNK_BYTES
+from llm.data.loading import pin_memory
 from llm.data.preference_io import (
     PairStats,
     PreferenceDataError,
@@ -347,7 +348,13 @@ class PreferenceDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         sampler = EpochBatchSampler(len(self.train_pairs), self.batch_size, self.seed).resume_at(self.trainer)
         dataset = PreferenceDataset(self.train_pairs)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=self.num_workers)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory(self.trainer),
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self.ordered_dataloader(self.val_pairs)
@@ -355,7 +362,13 @@ class PreferenceDataModule(L.LightningDataModule):
     def ordered_dataloader(self, pairs: Sequence[EncodedPair]) -> DataLoader:
         """Batches of `pairs` in order (val, or the train split for computing reference log-probs once)."""
         dataset = PreferenceDataset(pairs)
-        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_pairs, num_workers=self.num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory(self.trainer),
+        )
 
 
 __all__ = [

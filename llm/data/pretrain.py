@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from llm.data.corpora import Corpus, CorpusError
+from llm.data.loading import pin_memory
 from llm.data.tokens import TokenSplits, prepare_token_splits, wait_for_token_splits
 from llm.processes import local_rank
 
@@ -182,11 +183,11 @@ class PretrainDataModule(L.LightningDataModule):
         dataset = RandomWindows(
             Path(str(train.filename)), str(train.dtype), self.block_size, self.batch_size, self.seed, start, rank, world
         )
-        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=pin_memory(self.trainer))
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self.rank_and_world()
         val = self.splits.val
         batches = FixedWindows(val, self.block_size, self.batch_size, self.val_batches, self.seed, rank, world)
         dataset = batches if world == 1 else EveryBatch(batches)
-        return DataLoader(dataset, batch_size=None, num_workers=0)
+        return DataLoader(dataset, batch_size=None, num_workers=0, pin_memory=pin_memory(self.trainer))

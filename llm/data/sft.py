@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from llm.data.chat import ChatTemplate
+from llm.data.loading import pin_memory
 from llm.data.preference import EpochBatchSampler, held_out_split
 from llm.data.preference_io import PreferenceDataError, jsonl_records
 from llm.objectives import IGNORE_INDEX
@@ -177,10 +178,18 @@ class SFTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         sampler = EpochBatchSampler(len(self.splits[0]), self.batch_size, self.seed).resume_at(self.trainer)
+        pin = pin_memory(self.trainer)
         return DataLoader(
-            ExampleDataset(self.splits[0]), batch_sampler=sampler, collate_fn=rows, num_workers=self.num_workers
-        )
+            ExampleDataset(self.splits[0]), batch_sampler=sampler, collate_fn=rows,
+            num_workers=self.num_workers, pin_memory=pin,
+        )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         dataset = ExampleDataset(self.splits[1])
-        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=rows, num_workers=self.num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            collate_fn=rows,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory(self.trainer),
+        )
