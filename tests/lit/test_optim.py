@@ -85,10 +85,10 @@ def test_frozen_parameters_are_left_out() -> None:
     assert "token_embedding.weight" not in names_in(model, optimizer.param_groups[0]["params"])
 
 
-def test_adamw_on_cpu_is_not_fused_and_trains() -> None:
+def test_adamw_on_cpu_is_fused_and_trains() -> None:
     model = tiny_gpt()
     optimizer = adamw(model, lr=1e-2, betas=OmegaConf.create([0.9, 0.95]), eps=1e-8, weight_decay=0.1, fused=None)
-    assert optimizer.param_groups[0]["fused"] is False
+    assert optimizer.param_groups[0]["fused"] is True
     assert optimizer.param_groups[0]["betas"] == (0.9, 0.95)
     assert all(type(b) is float for b in optimizer.param_groups[0]["betas"])
     losses = train(model, optimizer, 5)
@@ -97,7 +97,7 @@ def test_adamw_on_cpu_is_not_fused_and_trains() -> None:
 
 def test_use_fused() -> None:
     cpu = [torch.zeros(2)]
-    assert use_fused(cpu, None) is False
+    assert use_fused(cpu, None) is True
     assert use_fused(cpu, True) is True and use_fused(cpu, False) is False
 
 
