@@ -25,12 +25,7 @@ TEXT_SOURCES = ("validation", "file", "none")
 
 def check_model_dir(cfg: DictConfig) -> Path:
     """model= names a folder that holds a tokenizer (without one, no text can be scored or bytes counted)."""
-    if OmegaConf.is_missing(cfg, "model"):
-        raise ConfigError(
-            "llm eval needs model=<a model directory>: the model/ folder of a finished run, "
-            "e.g. llm eval model=runs/shakespeare/model"
-        )
-    path = check_model(cfg)
+    path = check_model(cfg, "llm eval", "llm eval model=runs/shakespeare/model")
     if not (path / "tokenizer.json").is_file():
         raise ModelDirError(
             f"model directory {path} has no tokenizer.json: llm eval needs the model's tokenizer to turn text into "

@@ -11,8 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm.errors import ConfigError
 from llm.export.formats import check_format
+from llm.infer.settings import model_folder
 
-MODEL_HINT = "give model=<the model/ folder of a finished run> (model.safetensors, config.json, tokenizer.json)"
 EXAMPLE = "e.g. llm export model=runs/shakespeare/model format=hf out=exported/shakespeare-hf"
 
 
@@ -28,17 +28,6 @@ def required(cfg: DictConfig, key: str, what: str) -> Any:
     if OmegaConf.is_missing(cfg, key):
         raise ConfigError(f"llm export needs {key}=<{what}>; {EXAMPLE}")
     return cfg[key]
-
-
-def check_model(value: Any) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"model={value} is not a model directory; {MODEL_HINT}")
-    path = Path(value)
-    if not path.exists():
-        raise ConfigError(f"model={value}: no such directory; {MODEL_HINT}")
-    if not path.is_dir():
-        raise ConfigError(f"model={value} is a file, not a directory; {MODEL_HINT}")
-    return path
 
 
 def checked_format(value: Any) -> str:
@@ -61,7 +50,7 @@ def check_overwrite(value: Any) -> bool:
 def check_export_settings(cfg: DictConfig) -> ExportSettings:
     """The checked settings of a composed export config; ConfigError names the first wrong one."""
     return ExportSettings(
-        model=check_model(required(cfg, "model", "a model directory")),
+        model=model_folder(required(cfg, "model", "a model directory")),
         format=checked_format(required(cfg, "format", "hf or onnx")),
         out=check_out(required(cfg, "out", "the folder to write")),
         overwrite=check_overwrite(cfg.overwrite),

@@ -74,13 +74,19 @@ def check_sample_settings(cfg: DictConfig) -> SampleSettings:
     )
 
 
-def check_model(cfg: DictConfig) -> Path:
+def check_model(
+    cfg: DictConfig, verb: str = "llm sample", example: str = "llm sample model=runs/shakespeare/model prompt=ROMEO:"
+) -> Path:
+    """The `model=` of a verb that loads a model directory (sample, serve, eval), present and a folder."""
     if OmegaConf.is_missing(cfg, "model"):
         raise ConfigError(
-            "llm sample needs model=<a model directory>: the model/ folder of a finished run, "
-            "e.g. llm sample model=runs/shakespeare/model prompt=ROMEO:"
+            f"{verb} needs model=<a model directory>: the model/ folder of a finished run, e.g. {example}"
         )
-    value = cfg.model
+    return model_folder(cfg.model)
+
+
+def model_folder(value: Any) -> Path:
+    """`value` as the path of an existing folder (what it holds is checked when the model directory loads)."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"model={show(value)} is not a model directory; {MODEL_HINT}")
     path = Path(value)

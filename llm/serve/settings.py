@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from llm.errors import ConfigError
-from llm.infer.settings import check_device, is_int, show
+from llm.infer.settings import check_device, check_model, is_int, show
 
 API_KEY_ENV = "LLM_API_KEY"
 EMPTY = "''"  # an empty value, as it is typed
-MODEL_HINT = "give model=<the model/ folder of a finished run> (model.safetensors, config.json, tokenizer.json)"
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class ServeSettings:
 
 def check_serve_settings(cfg: DictConfig, environ: dict[str, str] | None = None) -> ServeSettings:
     """The checked settings of a composed serve config; the API key may come from $LLM_API_KEY."""
-    model = check_model(cfg)
+    model = check_model(cfg, "llm serve", "llm serve model=runs/shakespeare/model")
     environ = dict(os.environ) if environ is None else environ
     limits = Limits(
         api_key=check_api_key(cfg.api_key, environ.get(API_KEY_ENV)),
@@ -62,23 +61,6 @@ def check_serve_settings(cfg: DictConfig, environ: dict[str, str] | None = None)
         max_tokens=check_count("max_tokens", cfg.max_tokens, "tokens a request gets when it names none", 16),
         limits=limits,
     )
-
-
-def check_model(cfg: DictConfig) -> Path:
-    if OmegaConf.is_missing(cfg, "model"):
-        raise ConfigError(
-            "llm serve needs model=<a model directory>: the model/ folder of a finished run, "
-            "e.g. llm serve model=runs/shakespeare/model"
-        )
-    value = cfg.model
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"model={show(value)} is not a model directory; {MODEL_HINT}")
-    path = Path(value)
-    if not path.exists():
-        raise ConfigError(f"model={show(value)}: no such directory; {MODEL_HINT}")
-    if not path.is_dir():
-        raise ConfigError(f"model={show(value)} is a file, not a directory; {MODEL_HINT}")
-    return path
 
 
 def check_host(value: Any) -> str:
