@@ -1,7 +1,7 @@
 """Optimizer factories, used by Hydra as `_partial_` targets: `make_optimizer(model) -> Optimizer`.
 
 Weight decay goes to matrices only (linear weights, embeddings); biases and norm weights get none.
-`muon` pairs torch's Muon (hidden-layer matrices) with AdamW (the rest) behind one `CombinedOptimizer`,
+`muon` pairs Muon (llm.lit.muon; hidden-layer matrices) with AdamW (the rest) behind one `CombinedOptimizer`,
 because Lightning's automatic optimisation steps a single optimizer.
 """
 
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from llm.errors import ConfigError
+from llm.lit.muon import Muon
 
 
 def trainable(model: nn.Module) -> list[Tensor]:
@@ -107,6 +108,7 @@ def muon(
     adamw_eps: float = 1e-8,
     weight_decay: float = 0.0,
     fused: bool | None = None,
+    ns_dtype: str = "auto",
 ) -> CombinedOptimizer:
     """Muon for the hidden layers' weight matrices, AdamW for embeddings, the LM head and 1-D params."""
     matrices = hidden_matrices(model)
@@ -115,7 +117,7 @@ def muon(
     optimizers: list[Optimizer] = []
     if matrices:
         optimizers.append(
-            torch.optim.Muon(
+            Muon(
                 matrices,
                 lr=lr,
                 momentum=momentum,
@@ -123,6 +125,7 @@ def muon(
                 ns_steps=ns_steps,
                 adjust_lr_fn=adjust_lr_fn,
                 weight_decay=weight_decay,
+                ns_dtype=ns_dtype,
             )
         )
     if rest:

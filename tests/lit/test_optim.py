@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from llm.lit.muon import Muon, orthogonalize, scaled_lr
 from llm.lit.optim import CombinedOptimizer, adamw, decay_groups, muon, sgd, use_fused
 from llm.lit.schedules import Constant
 from llm.model import GPT, ModelConfig, build_gpt
@@ -134,7 +135,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest() -> None:
     model = tiny_gpt()
     optimizer = make_muon(model)
     inner_muon, inner_adamw = optimizer.optimizers
-    assert isinstance(inner_muon, torch.optim.Muon) and isinstance(inner_adamw, torch.optim.AdamW)
+    assert isinstance(inner_muon, Muon) and isinstance(inner_adamw, torch.optim.AdamW)
     assert names_in(model, [p for g in inner_muon.param_groups for p in g["params"]]) == HIDDEN
     decayed, plain = inner_adamw.param_groups
     assert names_in(model, decayed["params"]) == {"token_embedding.weight", "position.table.weight"}
@@ -142,6 +143,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest() -> None:
     # the union, once each, as the inner optimizers' own group dicts
     assert [id(g) for g in optimizer.param_groups] == [id(g) for o in optimizer.optimizers for g in o.param_groups]
     assert [g["lr"] for g in optimizer.param_groups] == [0.02, 1e-3, 1e-3]
+    assert inner_muon.param_groups[0]["ns_dtype"] == "float32"  # auto, on the CPU
     assert sum(len(g["params"]) for g in optimizer.param_groups) == 2 + 2 * 12 + 2
 
 
@@ -219,3 +221,66 @@ def test_every_optim_yaml_instantiates_and_trains(path: Path) -> None:
 
 def test_optim_yamls_are_all_there() -> None:
     assert sorted(p.stem for p in CONF.glob("*.yaml")) == ["adamw", "muon", "sgd"]
+
+
+def test_orthogonalize_sends_every_singular_value_near_one() -> None:
+    torch.manual_seed(0)
+    for shape in ((24, 64), (64, 24), (32, 32)):
+        update = torch.randn(shape) @ torch.diag(torch.logspace(-1, 0, shape[1]))  # condition ~10
+        singular = torch.linalg.svdvals(orthogonalize(update, 5, torch.float32))
+        # the quintic trades exactness for speed: singular values land in about [0.7, 1.2], not at 1
+        assert singular.min() > 0.55 and singular.max() < 1.25, (shape, singular)
+        # and the directions are update's: U·Vᵀ of the SVD, up to that spread
+        u, _, vh = torch.linalg.svd(update, full_matrices=False)
+        cosine = F.cosine_similarity(orthogonalize(update, 5, torch.float32).flatten(), (u @ vh).flatten(), dim=0)
+        assert cosine > 0.95
+
+
+def test_muon_in_bfloat16_steps_as_torch_muon() -> None:
+    """Parity: with bfloat16 Newton-Schulz, ours takes torch.optim.Muon's steps, momentum and decay included, to
+    bfloat16's precision (ours orthogonalises the matrices of one shape as a stack, so sums round differently)."""
+    ours, theirs, start = tiny_gpt(), tiny_gpt(), tiny_gpt()
+    settings = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "ns_steps": 5, "weight_decay": 0.1}
+    train_hidden(ours, Muon(hidden_matrices_of(ours), ns_dtype="bfloat16", **settings), 2)
+    train_hidden(theirs, torch.optim.Muon(hidden_matrices_of(theirs), **settings), 2)
+    assert relative_gap(ours, theirs, start) < 0.02
+
+
+def test_muon_in_float32_is_close_to_bfloat16() -> None:
+    ours, theirs, start = tiny_gpt(), tiny_gpt(), tiny_gpt()
+    train_hidden(ours, Muon(hidden_matrices_of(ours), ns_dtype="float32"), 2)
+    train_hidden(theirs, Muon(hidden_matrices_of(theirs), ns_dtype="bfloat16"), 2)
+    assert relative_gap(ours, theirs, start) < 0.1  # the same steps, up to bfloat16's rounding (measured: 0.045)
+
+
+def relative_gap(one: nn.Module, other: nn.Module, start: nn.Module) -> float:
+    """How far apart two trained copies are, against how far they moved from `start`."""
+    gap = sum((p - q).norm() ** 2 for p, q in zip(one.parameters(), other.parameters(), strict=True)) ** 0.5
+    moved = sum((p - q).norm() ** 2 for p, q in zip(other.parameters(), start.parameters(), strict=True)) ** 0.5
+    assert moved > 0.1  # they did train
+    return float(gap / moved)
+
+
+def test_muon_learning_rate_scaling_and_bad_settings() -> None:
+    assert scaled_lr(0.02, None, torch.Size([64, 16])) == pytest.approx(0.04)  # tall: sqrt(4)
+    assert scaled_lr(0.02, "original", torch.Size([16, 64])) == pytest.approx(0.02)
+    assert scaled_lr(1e-3, "match_rms_adamw", torch.Size([16, 64])) == pytest.approx(0.2 * 8 * 1e-3)
+    matrix = [nn.Parameter(torch.zeros(4, 4))]
+    with pytest.raises(ValueError, match="optim.ns_dtype must be auto, float32 or bfloat16"):
+        Muon(matrix, ns_dtype="float16")
+    with pytest.raises(ValueError, match="optim.adjust_lr_fn"):
+        Muon(matrix, adjust_lr_fn="sqrt")
+    with pytest.raises(ValueError, match="2-D parameters"):
+        Muon([nn.Parameter(torch.zeros(4))])
+
+
+def hidden_matrices_of(model: nn.Module) -> list[Tensor]:
+    return [p for name, p in model.named_parameters() if name in HIDDEN]
+
+
+def train_hidden(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> None:
+    tokens = batch()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_of(model, tokens).backward()
+        optimizer.step()
