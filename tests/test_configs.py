@@ -244,3 +244,14 @@ def test_the_defaults_stand_on_their_own_and_experiment_null_works() -> None:
     quick = compose_config("train", ["experiment=quickstart", "paths.run_dir=/x"])
     assert (plain.trainer.max_steps, plain.samples.prompt) == (2000, "")
     assert (quick.trainer.max_steps, quick.samples.prompt) == (600, "def ")
+
+
+def test_the_speedrun_validates_once_at_the_end_and_keeps_no_checkpoints_on_the_way() -> None:
+    cfg = compose_config("train", ["experiment=shakespeare_speedrun", "paths.run_dir=/x", "data.path=x.txt"])
+    assert cfg.trainer.val_check_interval == cfg.trainer.max_steps
+    assert cfg.checkpoint.every_n_steps is None and cfg.samples.num == 0
+    assert (cfg.optim._target_, cfg.model.attention.qk_norm, cfg.model.position.name) == (
+        "llm.lit.optim.muon",
+        True,
+        "rope",
+    )
