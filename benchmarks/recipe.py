@@ -109,8 +109,14 @@ def run_ours(experiment: str, text: Path, seed: int, extra: list[str], scratch: 
 
 
 def row(name: str, seed: int, wall: float, val_loss: float, tokens: int, command: str) -> dict[str, Any]:
-    return {"name": name, "seed": seed, "wall_s": wall, "val_loss": val_loss, "tokens_per_sec": tokens / wall,
-            "command": command}
+    return {
+        "name": name,
+        "seed": seed,
+        "wall_s": wall,
+        "val_loss": val_loss,
+        "tokens_per_sec": tokens / wall,
+        "command": command,
+    }
 
 
 def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,9 +126,18 @@ def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in names:
         mine = [r for r in rows if r["name"] == name]
         walls, losses = [r["wall_s"] for r in mine], [r["val_loss"] for r in mine]
-        out.append({"name": f"median {name}", "runs": len(mine), "wall_s": statistics.median(walls),
-                    "wall_s_min": min(walls), "wall_s_max": max(walls), "val_loss": statistics.median(losses),
-                    "val_loss_min": min(losses), "val_loss_max": max(losses)})
+        out.append(
+            {
+                "name": f"median {name}",
+                "runs": len(mine),
+                "wall_s": statistics.median(walls),
+                "wall_s_min": min(walls),
+                "wall_s_max": max(walls),
+                "val_loss": statistics.median(losses),
+                "val_loss_min": min(losses),
+                "val_loss_max": max(losses),
+            }
+        )
     base = next((m for m in out if m["name"] == "median nanogpt"), None)
     for m in out:
         m["speed_vs_nanogpt"] = base["wall_s"] / m["wall_s"] if base else None
@@ -155,10 +170,17 @@ def main() -> None:
     rows += medians(rows)
     for r in rows:
         r["command_line"] = command_line()
-    columns = {"name": ("name", "s"), "seed": ("seed", "d"), "wall_s": ("wall s", ".1f"),
-               "wall_s_min": ("min", ".1f"), "wall_s_max": ("max", ".1f"), "val_loss": ("val loss", ".4f"),
-               "val_loss_min": ("min", ".4f"), "val_loss_max": ("max", ".4f"),
-               "speed_vs_nanogpt": ("× nanoGPT", ".2f")}
+    columns = {
+        "name": ("name", "s"),
+        "seed": ("seed", "d"),
+        "wall_s": ("wall s", ".1f"),
+        "wall_s_min": ("min", ".1f"),
+        "wall_s_max": ("max", ".1f"),
+        "val_loss": ("val loss", ".4f"),
+        "val_loss_min": ("min", ".4f"),
+        "val_loss_max": ("max", ".4f"),
+        "speed_vs_nanogpt": ("× nanoGPT", ".2f"),
+    }
     print_table(rows, columns)
     write_rows(args.out, rows)
 

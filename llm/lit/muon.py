@@ -117,12 +117,14 @@ class Muon(Optimizer):
         """Steps `params`, all of one shape."""
         directions = []
         for p in params:
+            grad = p.grad
+            assert grad is not None  # step() passes only parameters with a gradient
             state = self.state[p]
             if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p.grad)
+                state["momentum_buffer"] = torch.zeros_like(grad)
             buffer = state["momentum_buffer"]
-            buffer.lerp_(p.grad, 1 - group["momentum"])
-            directions.append(p.grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer)
+            buffer.lerp_(grad, 1 - group["momentum"])
+            directions.append(grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer)
         dtype = NS_DTYPES[group.get("ns_dtype", "float32")]
         updates = orthogonalize(torch.stack(directions), group["ns_steps"], dtype)
         lr = scaled_lr(group["lr"], group["adjust_lr_fn"], params[0].shape)
