@@ -56,6 +56,14 @@ def scaled_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
     return lr * math.sqrt(max(1.0, rows / cols))
 
 
+def evaluate(closure: Callable[[], Any] | None) -> Any:
+    """The loss `closure` (forward and backward) returns, computed with gradients on; None without a closure."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def ns_dtype_for(name: str, params: list[Tensor]) -> str:
     """`name`, or for "auto": bfloat16 when every parameter is on CUDA, float32 otherwise."""
     if name == "auto":
@@ -100,10 +108,7 @@ class Muon(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             by_shape: dict[tuple[torch.Size, torch.dtype, torch.device], list[Tensor]] = {}

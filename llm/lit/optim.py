@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from llm.errors import ConfigError
-from llm.lit.muon import Muon
+from llm.lit.muon import Muon, evaluate
 
 
 def trainable(model: nn.Module) -> list[Tensor]:
@@ -171,10 +171,7 @@ class CombinedOptimizer(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Evaluates `closure` (forward and backward) once, then steps every inner optimizer."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for opt in self.optimizers:
             opt.step()
         return loss
