@@ -178,11 +178,13 @@ class SFTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         sampler = EpochBatchSampler(len(self.splits[0]), self.batch_size, self.seed).resume_at(self.trainer)
-        pin = pin_memory(self.trainer)
         return DataLoader(
-            ExampleDataset(self.splits[0]), batch_sampler=sampler, collate_fn=rows,
-            num_workers=self.num_workers, pin_memory=pin,
-        )  # fmt: skip
+            ExampleDataset(self.splits[0]),
+            batch_sampler=sampler,
+            collate_fn=rows,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory(self.trainer),
+        )
 
     def val_dataloader(self) -> DataLoader:
         dataset = ExampleDataset(self.splits[1])
