@@ -6,8 +6,9 @@
 A bare PyTorch loop over our GPT (forward, cross-entropy, backward, AdamW — fused on CUDA) on random tokens, after
 warm-up steps. Model FLOPs per token are 6·N (N: the weights of every matrix multiply, the LM head included) plus
 12·n_layer·n_embd·T for attention scores and values (PaLM's count), so MFU = FLOPs/s ÷ peak. The peak is measured in
-the same run: the best of several large matrix products in the same dtype on the same device. Prints one JSON row
-and appends it to runs/bench/mfu.json.
+the same run: the best of several large matrix products in the same dtype on the same device. For a card whose
+datasheet bf16 dense peak is known (NOMINAL_BF16_TFLOPS), the row also gives MFU against that peak (`mfu_nominal`).
+Prints one JSON row and appends it to runs/bench/mfu.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from llm.configs import compose_config
 from llm.model import GPT, build_gpt
 from llm.objectives import causal_lm_loss
 from llm.run.recipes import model_config
+
+# datasheet dense bf16 tensor-core peaks (TFLOP/s, no sparsity), by a part of the name CUDA reports
+NOMINAL_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L4": 121.0}
+
+
+def nominal_peak(device_name: str) -> float | None:
+    """The datasheet bf16 peak in FLOP/s of the first NOMINAL_BF16_TFLOPS entry in `device_name`, else None."""
+    return next((1e12 * tf for part, tf in NOMINAL_BF16_TFLOPS.items() if part in device_name), None)
 
 
 def step_time(model: GPT, batch: int, steps: int, warmup: int, device: torch.device, precision: str) -> float:
@@ -54,6 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile's mode, e.g. max-autotune-no-cudagraphs")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/mfu.json"))
@@ -66,13 +76,16 @@ def main() -> None:
     model = build_gpt(config).to(device).train()
     flops = flops_per_token(model)
     if args.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
+        model = torch.compile(model, mode=args.compile_mode)  # type: ignore[assignment]
     seconds = step_time(model, args.batch, args.steps, args.warmup, device, args.precision)
     tokens = args.batch * config.block_size
     peak = matmul_peak(device, DTYPES[args.precision], 8192 if device.type == "cuda" else 2048)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    nominal = nominal_peak(device_name) if args.precision == "bf16" else None
+    compiled = ["compile", *([args.compile_mode] if args.compile_mode else [])] if args.compile else []
     row = {
-        "name": f"bare {args.model} {args.device} {args.precision}{' compile' if args.compile else ''}",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "name": " ".join(["bare", args.model, args.device, args.precision, *compiled]),
+        "device": device_name,
         "batch": args.batch,
         "block_size": config.block_size,
         "tokens_per_sec": tokens / seconds,
@@ -80,6 +93,7 @@ def main() -> None:
         "model_tflops_per_sec": flops * tokens / seconds / 1e12,
         "matmul_peak_tflops": peak / 1e12,
         "mfu": flops * tokens / seconds / peak,
+        "mfu_nominal": None if nominal is None else flops * tokens / seconds / nominal,
         "torch": torch.__version__,
     }
     print(json.dumps(row))

@@ -76,3 +76,17 @@ def test_batches_are_pinned_for_a_gpu_trainer() -> None:
 
     trainer = L.Trainer(accelerator="gpu", devices=1, logger=False, enable_checkpointing=False)
     assert pin_memory(trainer) is True
+
+
+def test_muon_orthogonalises_in_bf16_and_trains_through_trainer_gpu(tmp_path: Path) -> None:
+    from llm.lit.muon import Muon
+
+    matrix = torch.nn.Parameter(torch.randn(64, 32, device="cuda"))
+    assert Muon([matrix]).param_groups[0]["ns_dtype"] == "bfloat16"  # auto: bf16 for CUDA weights
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(tiny_corpus_text())
+    overrides = [o for o in tiny_overrides(tmp_path, corpus, steps=30) if not o.startswith(("trainer.acc", "optim."))]
+    train(compose_config("train", [*overrides, "trainer=gpu", "optim=muon", "optim.adamw_lr=3e-3"]))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 30 and math.isfinite(summary["train_loss"])
+    assert summary["train_loss"] < math.log(len(set(tiny_corpus_text())))  # below a uniform guess over the characters
