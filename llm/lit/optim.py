@@ -95,6 +95,19 @@ def hidden_matrices(model: nn.Module) -> list[Tensor]:
     return [p for p in blocks.parameters() if p.requires_grad and p.ndim == 2]
 
 
+def adamw_groups(
+    model: nn.Module, params: list[Tensor], weight_decay: float, embedding_lr: float | None
+) -> list[dict[str, Any]]:
+    """`decay_groups(params)`, with the embedding tables among them (tokens; learned positions) in a group of their
+    own at `embedding_lr`; a head tied to the token embedding is that table, so it goes there too."""
+    if embedding_lr is None:
+        return decay_groups(params, weight_decay)
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    embeddings = [p for p in params if id(p) in tables]
+    groups = decay_groups([p for p in params if id(p) not in tables], weight_decay)
+    return [*groups, {"params": embeddings, "weight_decay": weight_decay, "lr": embedding_lr}] if embeddings else groups
+
+
 def muon(
     model: nn.Module,
     *,
@@ -109,8 +122,10 @@ def muon(
     weight_decay: float = 0.0,
     fused: bool | None = None,
     ns_dtype: str = "auto",
+    embedding_lr: float | None = None,
 ) -> CombinedOptimizer:
-    """Muon for the hidden layers' weight matrices, AdamW for embeddings, the LM head and 1-D params."""
+    """Muon for the hidden layers' weight matrices, AdamW for embeddings, the LM head and 1-D params; the
+    embeddings' AdamW lr is `embedding_lr` (None: `adamw_lr`)."""
     matrices = hidden_matrices(model)
     in_muon = {id(p) for p in matrices}
     rest = [p for p in trainable(model) if id(p) not in in_muon]
@@ -131,7 +146,7 @@ def muon(
     if rest:
         optimizers.append(
             torch.optim.AdamW(
-                decay_groups(rest, weight_decay),
+                adamw_groups(model, rest, weight_decay, embedding_lr),
                 lr=adamw_lr,
                 betas=pair(adamw_betas, "adamw_betas"),
                 eps=adamw_eps,

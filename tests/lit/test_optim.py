@@ -147,6 +147,20 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest() -> None:
     assert sum(len(g["params"]) for g in optimizer.param_groups) == 2 + 2 * 12 + 2
 
 
+def test_embedding_lr_puts_the_embedding_tables_in_a_group_of_their_own_that_the_schedule_scales() -> None:
+    model = tiny_gpt(tie_weights=False)
+    optimizer = muon(model, embedding_lr=0.05, adamw_lr=1e-3, weight_decay=0.1)
+    _, inner_adamw = optimizer.optimizers
+    head, gains, tables = inner_adamw.param_groups
+    assert names_in(model, head["params"]) == {"head.weight"} and head["lr"] == 1e-3
+    assert all(p.ndim == 1 for p in gains["params"]) and gains["lr"] == 1e-3
+    assert names_in(model, tables["params"]) == {"token_embedding.weight", "position.table.weight"}
+    assert (tables["lr"], tables["weight_decay"]) == (0.05, 0.1)
+    LambdaLR(optimizer, Constant(warmup_steps=1, total_steps=10))  # 1/2 of each group's own lr at the first step
+    assert [g["lr"] for g in inner_adamw.param_groups] == pytest.approx([5e-4, 5e-4, 0.025])
+    assert [len(g["params"]) for g in muon(model).optimizers[1].param_groups] == [3, 2 * 8 + 2]  # by default none
+
+
 def test_muon_reduces_the_loss_and_evaluates_the_closure_once() -> None:
     model = tiny_gpt()
     optimizer = make_muon(model)
