@@ -206,6 +206,11 @@ def _(w: World) -> list[str]:
     return w.train("optim.lr=-1")
 
 
+@case("train-embedding-lr-negative", "optim.embedding_lr must be a number > 0 (or null), got -0.1")
+def _(w: World) -> list[str]:
+    return w.train("optim=muon", "optim.embedding_lr=-0.1")
+
+
 @case("train-max-steps-not-a-number", "trainer.max_steps must be a whole number >= 1, got 'abc'")
 def _(w: World) -> list[str]:
     return w.train("trainer.max_steps=abc")

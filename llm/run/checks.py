@@ -250,6 +250,8 @@ def check_numbers(cfg: DictConfig) -> None:
     need_number(cfg, "data.val_fraction", 0, above=True, below=1)
     need_number(cfg, "data.corpus.chunk_mb", 0, above=True)
     need_number(cfg, "optim.lr", 0, above=True)
+    need_number(cfg, "optim.adamw_lr", 0, above=True)  # optim=muon's rates, absent elsewhere
+    need_number(cfg, "optim.embedding_lr", 0, above=True, optional=True)
     need_number(cfg, "optim.weight_decay", 0)
     need_int(cfg, "checkpoint.every_n_steps", 1, optional=True)
     need_number(cfg, "checkpoint.every_minutes", 0, above=True, optional=True)
