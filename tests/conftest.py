@@ -1,12 +1,32 @@
-"""Shared fixtures: a small learnable corpus and tiny CPU overrides for composing the train config."""
+"""Shared fixtures: a small learnable corpus, tiny CPU overrides for composing the train config, and `llm` run
+as a user runs it (a subprocess, as distributed runs need)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def llm_command(verb: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m llm VERB ARGS` in `cwd`, with this checkout first on the path and one thread a process; it must
+    succeed."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES and not k.startswith("SLURM_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env.update(OMP_NUM_THREADS="1")
+    cwd.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "llm", verb, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
 
 
 def tiny_corpus_text(lines: int = 400) -> str:

@@ -87,15 +87,15 @@ class RecordTrainingDtypes(L.Callback):
 
 class RecordRank(L.Callback):
     """Writes rank<global rank>.json into `out_dir` at the end of fit: the process's rank and world size, a
-    sha256 of its network's weights, and the token ids of the first training batch it read."""
+    sha256 of its network's weights, and the first training batch it read (its tokens, or its pairs' indices)."""
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = Path(out_dir)
         self.first_batch: list[list[int]] | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, *args: Any) -> None:
-        if self.first_batch is None:
-            self.first_batch = batch[0].tolist()
+        if self.first_batch is None:  # token windows (pretraining, SFT), or the pairs' indices (preference)
+            self.first_batch = (batch["index"] if isinstance(batch, dict) else batch[0]).tolist()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         digest = hashlib.sha256()

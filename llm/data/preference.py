@@ -147,18 +147,31 @@ class EpochBatchSampler(Sampler[list[int]]):
     iteration continues with the next epoch, so a Lightning epoch is a data epoch, or what is left of one. A
     resumed run starts at the number of batches already trained on and so reads exactly the batches the
     uninterrupted run would have read.
+
+    In a distributed run (`world` processes) each batch is a global one of world x batch_size items, and process
+    `rank` reads its slice of it (the slices differ by at most one item); a last global batch with fewer items
+    than processes is dropped, so that every process has a share.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0) -> None:
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1) -> None:
         self.size, self.batch_size, self.seed, self.next = size, batch_size, seed, start
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        whole, rest = divmod(self.size, self.batch_size * self.world)
+        return whole + (rest >= self.world)
 
-    def resume_at(self, trainer: Any) -> EpochBatchSampler:
-        """Starts at the first micro-batch a (resumed) trainer has not trained on; no trainer: at the start."""
+    def for_trainer(self, trainer: Any) -> EpochBatchSampler:
+        """This process's share, starting at the first micro-batch a (resumed) trainer has not trained on; no
+        trainer: one process, from the start."""
         if trainer is not None:
             self.next = self.batches_before_step(trainer.global_step, trainer.accumulate_grad_batches)
+            self.rank, self.world = getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
+        if len(self) == 0:
+            raise ConfigError(
+                f"{self.size} training examples cannot give each of the {self.world} processes one; use more "
+                "data or fewer processes (trainer.devices)"
+            )
         return self
 
     def batches_before_step(self, step: int, accumulate: int) -> int:
@@ -173,10 +186,10 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, offset = divmod(self.next, len(self))
-        order = self.order(epoch)
+        order, step = self.order(epoch), self.batch_size * self.world
         for j in range(offset, len(self)):
             self.next = epoch * len(self) + j + 1
-            yield order[j * self.batch_size : (j + 1) * self.batch_size].tolist()
+            yield np.array_split(order[j * step : (j + 1) * step], self.world)[self.rank].tolist()
 
 
 def held_out_split(n: int, val_fraction: float, split_seed: int, what: str) -> tuple[list[int], list[int]]:
@@ -229,8 +242,8 @@ class PreferenceDataModule(L.LightningDataModule):
     rest in train; each split keeps file order, and a pair's position in it is its `index` in batches. Train
     batches come from EpochBatchSampler (a new seeded order each data epoch) and, on resume, continue at the
     first micro-batch after trainer.global_step's optimizer steps, so a resumed run reads the batches an
-    uninterrupted one would (on one device; batches are not sharded across ranks). Val batches are in split
-    order.
+    uninterrupted one would; in a distributed run each process reads its slice of every global batch. Val
+    batches are in split order, all of them on every process.
     """
 
     def __init__(
@@ -346,7 +359,7 @@ class PreferenceDataModule(L.LightningDataModule):
             )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochBatchSampler(len(self.train_pairs), self.batch_size, self.seed).resume_at(self.trainer)
+        sampler = EpochBatchSampler(len(self.train_pairs), self.batch_size, self.seed).for_trainer(self.trainer)
         dataset = PreferenceDataset(self.train_pairs)
         return DataLoader(
             dataset,

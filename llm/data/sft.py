@@ -177,7 +177,7 @@ class SFTDataModule(L.LightningDataModule):
         self.splits  # noqa: B018 (reads and encodes once)
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochBatchSampler(len(self.splits[0]), self.batch_size, self.seed).resume_at(self.trainer)
+        sampler = EpochBatchSampler(len(self.splits[0]), self.batch_size, self.seed).for_trainer(self.trainer)
         return DataLoader(
             ExampleDataset(self.splits[0]),
             batch_sampler=sampler,

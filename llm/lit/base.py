@@ -9,12 +9,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from llm.errors import ConfigError, UserError
 from llm.lit.checkpoints import LastCheckpoint
+from llm.lit.sharding import FSDP2Strategy, local_part
 from llm.model import GPT
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
@@ -53,6 +53,11 @@ class TrainModule(L.LightningModule):
         self.nonfinite, self.skipped_steps = nonfinite, 0
         self.seed, self._micro_batch, self._seen_step = seed, 0, -1
 
+    def configure_model(self) -> None:
+        """Under trainer=fsdp, shards the network over the processes (llm/lit/sharding.py); nothing otherwise."""
+        if isinstance(self.trainer.strategy, FSDP2Strategy):
+            self.trainer.strategy.shard(self.model)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Seeds torch from (seed, rank, step, micro-batch): dropout is the same whether or not a run resumed."""
         step = self.trainer.global_step
@@ -74,9 +79,9 @@ class TrainModule(L.LightningModule):
         return None
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        grads = [local_part(p.grad) for p in self.parameters() if p.grad is not None]  # under FSDP, a shard each
         finite = not grads or bool(torch.isfinite(torch.stack([g.float().norm() for g in grads]).sum()))
-        if not self.all_processes_agree(finite):  # under FSDP each process holds a shard of the gradients
+        if not self.all_processes_agree(finite):
             self.non_finite("gradient norm", float("nan"))
             for p in self.parameters():
                 p.grad = None  # an optimizer skips parameters without a gradient: the step changes nothing
@@ -90,13 +95,8 @@ class TrainModule(L.LightningModule):
         """Clips by norm directly when no gradient scaler is in use (fp32, bf16): Lightning's mixed-precision plugin
         refuses any clipping with a fused optimizer (AdamW's CUDA default here), although bf16 gradients are never
         scaled. With a scaler (16-mixed), Lightning's own clipping (which unscales first) decides. Under FSDP each
-        process holds a shard of the gradients: the sharded model's own clip_grad_norm_ takes the global norm."""
+        process holds a shard of the gradients (DTensors), and clip_grad_norm_ takes the norm over all of them."""
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if isinstance(self.trainer.strategy, FSDPStrategy) and gradient_clip_val:
-            if gradient_clip_algorithm not in (None, "norm"):
-                raise ConfigError("trainer=fsdp clips gradients by norm only; remove trainer.gradient_clip_algorithm")
-            self.trainer.model.clip_grad_norm_(float(gradient_clip_val))  # type: ignore[operator,union-attr]
-            return
         if scaler is None and gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
             torch.nn.utils.clip_grad_norm_(self.parameters(), float(gradient_clip_val))
             return

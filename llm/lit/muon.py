@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.optim import Optimizer
 
 from llm.errors import ConfigError
@@ -131,8 +132,21 @@ class Muon(Optimizer):
             buffer.lerp_(grad, 1 - group["momentum"])
             directions.append(grad.lerp(buffer, group["momentum"]) if group["nesterov"] else buffer)
         dtype = NS_DTYPES[group.get("ns_dtype", "float32")]
-        updates = orthogonalize(torch.stack(directions), group["ns_steps"], dtype)
+        updates = orthogonalize(torch.stack([whole(d) for d in directions]), group["ns_steps"], dtype)
         lr = scaled_lr(group["lr"], group["adjust_lr_fn"], params[0].shape)
         for p, update in zip(params, updates, strict=True):
             p.mul_(1 - group["lr"] * group["weight_decay"])
-            p.add_(update, alpha=-lr)
+            p.add_(shaped_like(update, p), alpha=-lr)
+
+
+def whole(direction: Tensor) -> Tensor:
+    """The whole matrix: under FSDP each process holds a shard of it (a DTensor), gathered here from all of them,
+    since the nearest orthogonal matrix depends on every row (each process then orthogonalises every matrix)."""
+    return direction.full_tensor() if isinstance(direction, DTensor) else direction
+
+
+def shaped_like(update: Tensor, param: Tensor) -> Tensor:
+    """`update` (a whole matrix) as `param` holds it: this process's shard of it when `param` is sharded."""
+    if not isinstance(param, DTensor):
+        return update
+    return distribute_tensor(update, param.device_mesh, param.placements, src_data_rank=None)  # no communication

@@ -195,16 +195,32 @@ class CombinedOptimizer(Optimizer):
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=set_to_none)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        inner = state_dict.get("optimizers")
-        if not isinstance(inner, list) or len(inner) != len(self.optimizers):
+        """Loads torch's layout (what `state_dict` writes: every inner group in order, parameters numbered across
+        them), which is also what torch's distributed checkpointing hands back under FSDP."""
+        groups, state = state_dict.get("param_groups"), state_dict.get("state", {})
+        sizes = [len(opt.param_groups) for opt in self.optimizers]
+        if not isinstance(groups, list) or len(groups) != sum(sizes):
             raise ConfigError(
-                f"optimizer state holds {len(inner) if isinstance(inner, list) else 'no'} inner states, this "
-                f"CombinedOptimizer has {len(self.optimizers)}; resume with the optim settings saved with it"
+                f"the optimizer state holds {len(groups) if isinstance(groups, list) else 'no'} parameter groups, "
+                f"this optimizer has {sum(sizes)}; resume with the optim settings saved with it"
             )
-        for opt, state in zip(self.optimizers, inner, strict=True):
-            opt.load_state_dict(state)
+        for opt, inner_groups in zip(self.optimizers, split(groups, sizes), strict=True):
+            opt.load_state_dict(renumbered(inner_groups, state))
         self._link_groups()  # Optimizer.load_state_dict replaces the group dicts with new ones
+
+
+def split(items: list[Any], sizes: list[int]) -> list[list[Any]]:
+    """`items` cut into consecutive runs of `sizes`."""
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [items[start : start + size] for start, size in zip(starts, sizes, strict=True)]
+
+
+def renumbered(groups: list[dict[str, Any]], state: dict[Any, Any]) -> dict[str, Any]:
+    """One inner optimizer's share of a state dict: its groups, their parameters numbered from 0, and their state."""
+    numbers = [number for group in groups for number in group["params"]]
+    new_number = {old: new for new, old in enumerate(numbers)}
+    return {
+        "state": {new_number[old]: value for old, value in state.items() if old in new_number},
+        "param_groups": [{**group, "params": [new_number[n] for n in group["params"]]} for group in groups],
+    }

@@ -218,21 +218,14 @@ def strategy_name(cfg: DictConfig) -> str:
 
 
 def check_distributed(cfg: DictConfig) -> None:
-    """trainer.num_nodes is a count; FSDP runs on GPUs, and not with Muon (which needs each weight matrix whole)."""
+    """trainer.num_nodes is a count; fully sharded training goes through trainer=fsdp (FSDP2), which shards and
+    gathers the network: Lightning's first FSDP strategy would leave each process saving its own shard."""
     need_int(cfg, "trainer.num_nodes", 1)
-    if "fsdp" not in strategy_name(cfg):
-        return
-    accelerator = value_of(cfg, "trainer.accelerator")
-    if accelerator == "cpu" or not torch.cuda.is_available():
-        why = "trainer.accelerator=cpu" if accelerator == "cpu" else no_device("gpu")
+    name = strategy_name(cfg)
+    if "fsdp" in name and name != "fsdp2strategy":
         raise ConfigError(
-            f"trainer=fsdp shards the model across GPUs, and {why}; on CPUs use trainer=ddp "
-            "(trainer.devices=N processes, each with a whole copy of the model)"
-        )
-    if str(value_of(cfg, "optim._target_")).endswith(".muon"):
-        raise ConfigError(
-            "optim=muon orthogonalises each weight matrix whole, and trainer=fsdp splits them across GPUs; use "
-            "optim=muon with trainer=ddp, or trainer=fsdp with optim=adamw"
+            f"trainer.strategy={name} is Lightning's first FSDP, which this framework does not shard or gather; "
+            "use trainer=fsdp (FSDP2: llm.lit.sharding.FSDP2Strategy), on GPUs or CPUs"
         )
 
 

@@ -248,6 +248,25 @@ def test_epoch_batch_sampler_is_a_pure_function_of_the_batch_number() -> None:
         assert got == stream[start : start + len(got)]
 
 
+def test_each_process_reads_its_slice_of_the_one_process_batch() -> None:
+    """11 items, 2 processes of 2: global batches of 4 split 2 + 2, the last 3 split 2 + 1; one process with
+    batches of 4 reads the same items in the same order."""
+    alone = list(EpochBatchSampler(11, 4, seed=3))
+    trainers = [SimpleNamespace(global_step=0, accumulate_grad_batches=1, global_rank=r, world_size=2) for r in (0, 1)]
+    shares = [list(EpochBatchSampler(11, 2, seed=3).for_trainer(t)) for t in trainers]
+    assert [len(b) for b in shares[0]] == [2, 2, 2] and [len(b) for b in shares[1]] == [2, 2, 1]
+    assert [a + b for a, b in zip(*shares, strict=True)] == alone
+    resumed = EpochBatchSampler(11, 2, seed=3).for_trainer(SimpleNamespace(**{**vars(trainers[1]), "global_step": 2}))
+    assert list(resumed) == shares[1][2:]
+
+
+def test_a_last_global_batch_smaller_than_the_processes_is_dropped() -> None:
+    trainer = SimpleNamespace(global_step=0, accumulate_grad_batches=1, global_rank=2, world_size=3)
+    assert [len(b) for b in EpochBatchSampler(7, 2, seed=0).for_trainer(trainer)] == [2]  # 6 + 1: the 1 is dropped
+    with pytest.raises(ConfigError, match="2 training examples cannot give each of the 3 processes one"):
+        EpochBatchSampler(2, 2, seed=0).for_trainer(trainer)
+
+
 def test_drops_are_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Budget 17 with block_size 16 keeps 30-character prompts at 17 tokens: no room for a response, dropped."""
     path = write_pairs(tmp_path / "p.jsonl", long_prompts=(3, 11))

@@ -212,9 +212,19 @@ def test_muon_state_dict_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(p, q)
 
 
-def test_muon_state_of_another_shape_is_refused() -> None:
-    with pytest.raises(ValueError, match="inner states"):
-        make_muon(tiny_gpt()).load_state_dict({"optimizers": [{}]})
+def test_muon_state_is_in_torch_layout_and_one_of_another_shape_is_refused() -> None:
+    model = tiny_gpt()
+    optimizer = make_muon(model)
+    train(model, optimizer, 1)
+    saved = optimizer.state_dict()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    assert [n for group in saved["param_groups"] for n in group["params"]] == list(range(len(params)))
+    assert set(saved["state"]) == set(range(len(params)))  # every parameter has its state, numbered in group order
+    for number, p in enumerate(params):
+        key = "momentum_buffer" if "momentum_buffer" in saved["state"][number] else "exp_avg"
+        assert saved["state"][number][key].shape == p.shape
+    with pytest.raises(ValueError, match="holds 1 parameter groups, this optimizer has"):
+        make_muon(tiny_gpt()).load_state_dict({"state": {}, "param_groups": saved["param_groups"][:1]})
 
 
 def test_muon_needs_blocks() -> None:

@@ -31,25 +31,15 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig
+from safetensors.torch import load_file
 
-from tests.conftest import tiny_corpus_text
+from tests.conftest import LAUNCHER_VARIABLES, llm_command, tiny_corpus_text
 
-ROOT = Path(__file__).resolve().parents[2]
 LOSS_TOLERANCE = 1e-4  # nats; see the module docstring
-LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def llm_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m llm train ARGS` in `cwd`, with this checkout first on the path and one thread a process."""
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES and not k.startswith("SLURM_")}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    env.update(OMP_NUM_THREADS="1")
-    cwd.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "llm", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+    return llm_command("train", args, cwd)
 
 
 def tiny(tmp_path: Path, batch_size: int, steps: int, records: Path | None) -> list[str]:
@@ -312,26 +302,55 @@ def test_a_multirun_refuses_a_distributed_run(tmp_path: Path, launched_alone: py
         check_one_process(ddp_config(tmp_path, "trainer.devices=1", "trainer.num_nodes=2"), first=True)
 
 
-def test_fsdp_is_refused_without_a_gpu_and_with_muon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lightnings_first_fsdp_is_refused(tmp_path: Path) -> None:
     from llm.errors import ConfigError
     from llm.run.checks import check_distributed
 
-    cfg = ddp_config(tmp_path, "trainer=fsdp", "trainer.accelerator=cpu")
-    with pytest.raises(ConfigError, match=r"trainer=fsdp shards the model across GPUs, and trainer.accelerator=cpu"):
-        check_distributed(cfg)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    check_distributed(ddp_config(tmp_path, "trainer=fsdp", "trainer.accelerator=gpu"))
-    with pytest.raises(ConfigError, match="use optim=muon with trainer=ddp, or trainer=fsdp with optim=adamw"):
-        check_distributed(ddp_config(tmp_path, "trainer=fsdp", "trainer.accelerator=gpu", "optim=muon"))
+    with pytest.raises(ConfigError, match=r"trainer.strategy=fsdp is Lightning's first FSDP.*use trainer=fsdp"):
+        check_distributed(ddp_config(tmp_path, "trainer.strategy=fsdp"))
+    check_distributed(ddp_config(tmp_path, "trainer=fsdp", "trainer.accelerator=cpu", "optim=muon"))
 
 
 def test_the_fsdp_config_builds_its_strategy(tmp_path: Path) -> None:
     from hydra.utils import instantiate
-    from lightning.pytorch.strategies import FSDPStrategy
+
+    from llm.lit.sharding import FSDP2Strategy
 
     strategy = instantiate(ddp_config(tmp_path, "trainer=fsdp").trainer.strategy)
-    assert isinstance(strategy, FSDPStrategy)
-    assert strategy.kwargs["auto_wrap_policy"] is not None and strategy.kwargs["use_orig_params"]
+    assert isinstance(strategy, FSDP2Strategy)
+    assert strategy.reshard_after_forward and not strategy.cpu_offload
+
+
+def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_exactly(tmp_path: Path) -> None:
+    """FSDP2 with Muon + AdamW on 2 CPU processes (gloo), stopped after 3 of 6 steps and resumed from its one-file
+    checkpoint, against one process with the global batch: FSDP starts from the same weights (built, then
+    sharded), and each process reads its slice of the same global batches; Muon gathers each matrix whole. So
+    every step's loss matches to LOSS_TOLERANCE (measured: equal to 1e-6), and a resume that lost the optimizer
+    state (Muon's momentum, AdamW's moments) would not: dropping it changed the loss of step 4 by 5e-3."""
+    steps, stop = 6, "+callbacks.stop._target_=tests.helpers.StopAtStep"
+    shape = ["model.n_layer=2", "optim=muon"]
+    fsdp = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+    settings = [*tiny(tmp_path, 4, steps, None), *shape, *fsdp, f"hydra.run.dir={tmp_path / 'fsdp'}"]
+    llm_train([*settings, stop, "+callbacks.stop.step=3"], tmp_path)
+    saved = torch.load(tmp_path / "fsdp" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 3
+    assert saved["state_dict"]["model.blocks.0.attn.qkv.weight"].shape == (96, 32), "one file of whole weights"
+    llm_train([*settings, "ckpt_path=last", stop, f"+callbacks.stop.step={steps}"], tmp_path)
+    llm_train([*tiny(tmp_path, 8, steps, None), *shape, f"hydra.run.dir={tmp_path / 'single'}"], tmp_path)
+
+    fsdp_losses, single_losses = train_losses(tmp_path / "fsdp"), train_losses(tmp_path / "single")
+    assert sorted(fsdp_losses) == sorted(single_losses) == list(range(steps))
+    for step, loss in single_losses.items():
+        assert fsdp_losses[step] == pytest.approx(loss, abs=LOSS_TOLERANCE), step
+    fsdp_summary = json.loads((tmp_path / "fsdp" / "summary.json").read_text())
+    single_summary = json.loads((tmp_path / "single" / "summary.json").read_text())
+    assert fsdp_summary["val_loss"] == pytest.approx(single_summary["val_loss"], abs=LOSS_TOLERANCE)
+    assert fsdp_summary["tokens_seen"] == single_summary["tokens_seen"] == steps * 8 * 16
+    sharded, whole = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("fsdp", "single"))
+    assert sharded.keys() == whole.keys()
+    for name in whole:
+        torch.testing.assert_close(sharded[name], whole[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert (tmp_path / "fsdp" / "samples.txt").is_file()
 
 
 # --- on GPUs (`pytest -m gpu`) ----------------------------------------------------------------------------------
