@@ -1176,9 +1176,9 @@ def _(w: World) -> list[str]:
 # --- distributed training (trainer=ddp, trainer=fsdp) ------------------------------------------------------------
 
 
-@case("ddp-fsdp-on-cpu", "trainer=fsdp shards the model across GPUs, and trainer.accelerator=cpu", "use trainer=ddp")
+@case("ddp-lightning-fsdp", "trainer.strategy=fsdp is Lightning's first FSDP", "use trainer=fsdp (FSDP2")
 def _(w: World) -> list[str]:
-    return w.train("trainer=fsdp", "trainer.accelerator=cpu")
+    return w.train("+trainer.strategy=fsdp")
 
 
 @case("ddp-num-nodes-zero", "trainer.num_nodes must be a whole number >= 1, got 0", "trainer.num_nodes=1")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
-from lightning.pytorch.plugins.precision import FSDPPrecision, MixedPrecision, Precision
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from llm.configs import compose_config, config_dir
 from llm.model import MODEL_PARTS, build_gpt
@@ -192,8 +192,6 @@ def test_trainer_options(tmp_path: Path, corpus_file: Path, option: str) -> None
     overrides = [f"trainer={option}", "trainer.gradient_clip_val=0.25", "trainer.accumulate_grad_batches=3"]
     cfg = compose_config("train", [*general, *overrides])
     accelerator, precision = TRAINER_CHOICES[option]
-    if option == "fsdp" and not torch.cuda.is_available():
-        pytest.skip("FSDP runs on CUDA only; tests/run/test_ddp.py builds its strategy on the CPU")
     on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu and not torch.cuda.is_available():
         cfg.trainer.accelerator = "cpu"  # no CUDA here: check everything but the accelerator on the CPU
@@ -203,7 +201,7 @@ def test_trainer_options(tmp_path: Path, corpus_file: Path, option: str) -> None
     assert trainer.precision == precision
     plugin = trainer.precision_plugin
     if precision == "bf16-mixed":
-        assert isinstance(plugin, MixedPrecision | FSDPPrecision) and plugin.precision == "bf16-mixed"
+        assert isinstance(plugin, MixedPrecision) and plugin.precision == "bf16-mixed"
     else:
         assert type(plugin) is Precision
     assert (trainer.max_steps, trainer.val_check_interval) == (30, 10)  # tiny_overrides' settings
