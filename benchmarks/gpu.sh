@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU path's checks in one go, for a machine with one CUDA GPU (issue 11, part 7): the gpu-marked tests, then
+# The GPU path's checks in one go, for a machine with one CUDA GPU (issue 11, part 7): the gpu-marked tests (FSDP2
+# and NCCL among them), then
 # benchmarks/mfu.py on gpt2_small in bf16 with torch.compile at two batch sizes. (mode=max-autotune-no-cudagraphs
 # was tried too, on an H100: its autotuning ran past 200 s without finishing.)
 #   bash benchmarks/gpu.sh [OUT_DIR]        # rows go to OUT_DIR/mfu.json (default runs/bench), logs beside them
@@ -13,7 +14,7 @@ mfu() { timeout "$1" "$python" benchmarks/mfu.py --model gpt2_small --device cud
   --steps 20 --out "$out/mfu.json" "${@:2}"; }
 mfu 150 --batch 32
 mfu 150 --batch 64
-timeout 150 "$python" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tee "$out/gpu-tests.log" | tail -4
+timeout 240 "$python" -m pytest -q -m gpu tests/test_gpu.py tests/run/test_ddp.py -p no:cacheprovider 2>&1 | tee "$out/gpu-tests.log" | tail -4
 "$python" - "$out/mfu.json" <<'PY'
 import json, sys
 for r in json.load(open(sys.argv[1])):
