@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path's checks in one go, for a machine with one CUDA GPU (issue 11, part 7): the gpu-marked tests (FSDP2
-# and NCCL among them), then
-# benchmarks/mfu.py on gpt2_small in bf16 with torch.compile at two batch sizes. (mode=max-autotune-no-cudagraphs
-# was tried too, on an H100: its autotuning ran past 200 s without finishing.)
+# and NCCL among them), then benchmarks/mfu.py on gpt2_small in bf16 with torch.compile at two batch sizes.
+# (mode=max-autotune-no-cudagraphs was tried too, on an H100: its autotuning ran past 200 s without finishing.)
 #   bash benchmarks/gpu.sh [OUT_DIR]        # rows go to OUT_DIR/mfu.json (default runs/bench), logs beside them
 set -uo pipefail
 out=${1:-runs/bench}
