@@ -169,7 +169,7 @@ class EpochBatchSampler(Sampler[list[int]]):
             self.rank, self.world = getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
         if len(self) == 0:
             raise ConfigError(
-                f"{self.size} training examples cannot give each of the {self.world} processes one; use more "
+                f"too few training examples ({self.size}) to give each of the {self.world} processes one; use more "
                 "data or fewer processes (trainer.devices)"
             )
         return self
