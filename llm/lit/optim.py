@@ -160,7 +160,8 @@ class CombinedOptimizer(Optimizer):
     """Several optimizers over disjoint parameters, stepped as one.
 
     `param_groups` holds the inner optimizers' own group dicts, so an LR scheduler that scales
-    `group["lr"]` reaches every inner optimizer.
+    `group["lr"]` reaches every inner optimizer; `state` is their merged state, so torch's own `state_dict`
+    writes the usual layout, which torch's distributed checkpointing can gather and shard.
     """
 
     def __init__(self, optimizers: Sequence[Optimizer]) -> None:
@@ -197,7 +198,13 @@ class CombinedOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Loads torch's layout (what `state_dict` writes: every inner group in order, parameters numbered across
-        them), which is also what torch's distributed checkpointing hands back under FSDP."""
+        them), which is also what torch's distributed checkpointing hands back under FSDP; and the layout of
+        checkpoints written before that ({"optimizers": [each inner optimizer's state]})."""
+        if isinstance(state_dict.get("optimizers"), list) and len(state_dict["optimizers"]) == len(self.optimizers):
+            for opt, inner in zip(self.optimizers, state_dict["optimizers"], strict=True):
+                opt.load_state_dict(inner)
+            self._link_groups()
+            return
         groups, state = state_dict.get("param_groups"), state_dict.get("state", {})
         sizes = [len(opt.param_groups) for opt in self.optimizers]
         if not isinstance(groups, list) or len(groups) != sum(sizes):

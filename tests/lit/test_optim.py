@@ -227,6 +227,19 @@ def test_muon_state_is_in_torch_layout_and_one_of_another_shape_is_refused() -> 
         make_muon(tiny_gpt()).load_state_dict({"state": {}, "param_groups": saved["param_groups"][:1]})
 
 
+def test_muon_state_in_the_earlier_layout_still_loads() -> None:
+    model = tiny_gpt()
+    optimizer = make_muon(model)
+    train(model, optimizer, 2)
+    earlier = {"optimizers": [opt.state_dict() for opt in optimizer.optimizers]}  # what checkpoints held before
+    resumed = make_muon(copy.deepcopy(model))
+    resumed.load_state_dict(earlier)
+    assert [id(g) for g in resumed.param_groups] == [id(g) for o in resumed.optimizers for g in o.param_groups]
+    for name, value in optimizer.state_dict()["state"].items():
+        for key, tensor in value.items():
+            torch.testing.assert_close(resumed.state_dict()["state"][name][key], tensor)
+
+
 def test_muon_needs_blocks() -> None:
     with pytest.raises(ValueError, match="optim=adamw"):
         muon(nn.Linear(4, 4))
