@@ -165,13 +165,14 @@ class EpochBatchSampler(Sampler[list[int]]):
         """This process's share, starting at the first micro-batch a (resumed) trainer has not trained on; no
         trainer: one process, from the start."""
         if trainer is not None:
-            self.next = self.batches_before_step(trainer.global_step, trainer.accumulate_grad_batches)
             self.rank, self.world = getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
         if len(self) == 0:
             raise ConfigError(
                 f"too few training examples ({self.size}) to give each of the {self.world} processes one; use more "
                 "data or fewer processes (trainer.devices)"
             )
+        if trainer is not None:  # after the world is known: it sets the number of batches a data epoch
+            self.next = self.batches_before_step(trainer.global_step, trainer.accumulate_grad_batches)
         return self
 
     def batches_before_step(self, step: int, accumulate: int) -> int:

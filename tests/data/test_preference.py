@@ -258,6 +258,11 @@ def test_each_process_reads_its_slice_of_the_one_process_batch() -> None:
     assert [a + b for a, b in zip(*shares, strict=True)] == alone
     resumed = EpochBatchSampler(11, 2, seed=3).for_trainer(SimpleNamespace(**{**vars(trainers[1]), "global_step": 2}))
     assert list(resumed) == shares[1][2:]
+    # 2 micro-batches a step: a data epoch of 3 global batches takes 2 steps, so step 2 starts the second epoch
+    fresh = EpochBatchSampler(11, 2, seed=3, rank=1, world=2)
+    stream = [b for _ in range(2) for b in fresh]  # each pass goes on with the next data epoch
+    accumulated = SimpleNamespace(**{**vars(trainers[1]), "global_step": 2, "accumulate_grad_batches": 2})
+    assert list(EpochBatchSampler(11, 2, seed=3).for_trainer(accumulated)) == stream[3:6]
 
 
 def test_a_last_global_batch_smaller_than_the_processes_is_dropped() -> None:

@@ -14,19 +14,21 @@ from safetensors.torch import load_file
 
 from llm.export import load_model_dir
 from tests.conftest import llm_command
+from tests.run.test_ddp import train_losses
 
 TWO_CPU_PROCESSES = ["trainer.devices=2", "trainer.accelerator=cpu", "trainer.precision=32-true"]
 
 
-def post_train(verb: str, data: Path, base_model: Path, run: Path, *extra: str) -> dict[str, Any]:
-    """`llm VERB` for 3 steps of 2 x 4 examples on two CPU processes; its summary."""
+def post_train(verb: str, data: Path, base_model: Path, run: Path, *extra: str, steps: int = 3) -> dict[str, Any]:
+    """`llm VERB` for `steps` steps of 2 x 4 examples on two CPU processes; its summary."""
     settings = [
         f"model={base_model}",
         f"data.path={data}",
         "data.batch_size=4",
         *TWO_CPU_PROCESSES,
-        "trainer.max_steps=3",
+        f"trainer.max_steps={steps}",
         "trainer.val_check_interval=3",
+        "trainer.log_every_n_steps=1",
         "trainer.enable_progress_bar=false",
         "scheduler.warmup_steps=0",
         "samples.num=0",
@@ -67,3 +69,20 @@ def test_post_training_under_fsdp_ends_where_ddp_does(
     sharded, whole = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("fsdp", "ddp"))
     for name in whole:
         torch.testing.assert_close(sharded[name], whole[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_sft_under_ddp_resumes_exactly_across_a_data_epoch(tmp_path: Path, base_model: Path, sft_file: Path) -> None:
+    """54 training examples in global batches of 2 x 4: 7 batches a data epoch, so 10 steps cross one; the
+    resumed run stops after 4, and reads on from where the uninterrupted one was."""
+    stop = "+callbacks.stop._target_=tests.helpers.StopAtStep"
+    post_train("sft", sft_file, base_model, tmp_path / "full", "trainer=ddp", steps=10)
+    post_train(
+        "sft", sft_file, base_model, tmp_path / "resumed", "trainer=ddp", stop, "+callbacks.stop.step=4", steps=10
+    )
+    resumed = ["trainer=ddp", "ckpt_path=last", stop, "+callbacks.stop.step=100"]
+    post_train("sft", sft_file, base_model, tmp_path / "resumed", *resumed, steps=10)
+    expected, got = train_losses(tmp_path / "full"), train_losses(tmp_path / "resumed")
+    assert sorted(got) == sorted(expected) == list(range(10))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5), step
