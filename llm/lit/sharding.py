@@ -11,9 +11,9 @@ run then starts from the same weights as a one-process run with the same seed, w
 step by step; and torch's random initialisation of a sharded tensor on CPUs draws the same numbers for every
 shard (measured with torch 2.13 on 2 gloo processes: the two halves of a normal_ weight came out identical).
 
-Checkpoints are one file (the full state gathered to rank 0), so a sharded run resumes on any number of
-processes, and the model directory it writes is the usual one. Runs on GPUs (NCCL) and, for checking, on CPU
-processes (gloo).
+Checkpoints are one file (the full state gathered to rank 0), which a run of any strategy and any number of
+processes loads (`ckpt_path=FILE`; a resume keeps the run's own trainer.devices, hence its global batch), and the
+model directory it writes is the usual one. Runs on GPUs (NCCL) and, for checking, on CPU processes (gloo).
 """
 
 from __future__ import annotations
