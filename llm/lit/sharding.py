@@ -43,6 +43,7 @@ class FSDP2Strategy(ModelParallelStrategy):
         self.reshard_after_forward, self.cpu_offload = reshard_after_forward, cpu_offload
 
     def setup_environment(self) -> None:
+        # the mesh's sizes, set where the parent reads them: every process shards the one data-parallel dimension
         self._data_parallel_size = self.num_nodes * self.num_processes
         self._tensor_parallel_size = 1
         super().setup_environment()
