@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from llm.export import load_model_dir
 from tests.conftest import llm_command
+from tests.post.conftest import post_overrides
 from tests.run.test_ddp import train_losses
 
 TWO_CPU_PROCESSES = ["trainer.devices=2", "trainer.accelerator=cpu", "trainer.precision=32-true"]
@@ -21,22 +22,8 @@ TWO_CPU_PROCESSES = ["trainer.devices=2", "trainer.accelerator=cpu", "trainer.pr
 
 def post_train(verb: str, data: Path, base_model: Path, run: Path, *extra: str, steps: int = 3) -> dict[str, Any]:
     """`llm VERB` for `steps` steps of 2 x 4 examples on two CPU processes; its summary."""
-    settings = [
-        f"model={base_model}",
-        f"data.path={data}",
-        "data.batch_size=4",
-        *TWO_CPU_PROCESSES,
-        f"trainer.max_steps={steps}",
-        "trainer.val_check_interval=3",
-        "trainer.log_every_n_steps=1",
-        "trainer.enable_progress_bar=false",
-        "scheduler.warmup_steps=0",
-        "samples.num=0",
-        f"paths.cache_dir={run.parent / 'cache'}",
-        f"hydra.run.dir={run}",
-        *extra,
-    ]
-    llm_command(verb, settings, run.parent)
+    settings = [*post_overrides(run.parent, base_model, data, run.name, steps), *TWO_CPU_PROCESSES]
+    llm_command(verb, [*settings, f"hydra.run.dir={run}", *extra], run.parent)
     return json.loads((run / "summary.json").read_text())
 
 
