@@ -3,7 +3,9 @@
 On a resume the saved `config.yaml` wins: settings the user did not name take the saved value, so
 `llm train hydra.run.dir=DIR ckpt_path=last` resumes whatever that run was, for as many steps as it had.
 Settings in RESUMABLE (how long to train, logging, checkpointing, samples) change when the user names
-them; naming any other setting with a value different from the saved one is an error listing the keys.
+them; naming any other setting with a value different from the saved one is an error listing the keys. A
+setting the saved run lacks (added to the framework since) takes the given value when the user names its group
+(`trainer=ddp`), so that resuming with the command that started the run keeps working after an upgrade.
 Where the run's files go follows the directory it is resumed in.
 """
 
@@ -61,6 +63,12 @@ def named_by(key: str, overrides: list[str]) -> bool:
     return False
 
 
+def named_itself(key: str, overrides: list[str] | None) -> bool:
+    """`key` is named on its own (`+trainer.x=1`), not only through a group or parent (`trainer=ddp`); a call
+    from Python (None) names every key."""
+    return overrides is None or any(override_key(override) == key for override in overrides)
+
+
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """Leaf values by dotted key; lists and empty mappings are leaves."""
     if isinstance(node, dict) and node:
@@ -110,6 +118,8 @@ def resume_config(saved_path: Path, given: DictConfig, overrides: list[str] | No
         named = overrides is None or named_by(key, overrides)
         if before == after or follows_the_run(key) or (named and resumable(key)):
             value = after
+        elif named and before is ABSENT and not named_itself(key, overrides):
+            value = after  # named through its group (trainer=ddp), and added to the group since the run was saved
         elif named:
             conflicts.append(f"{key} (saved {show(before)}, given {show(after)})")
             continue

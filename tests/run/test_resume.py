@@ -80,6 +80,17 @@ def test_a_group_override_names_every_key_below_it(tmp_path: Path) -> None:
         resume_config(saved_config(tmp_path), given(), ["ckpt_path=last", "model/attention=fused"])
 
 
+def test_a_setting_added_since_the_run_was_saved_comes_with_its_named_group(tmp_path: Path) -> None:
+    """`trainer=...` on the resume command names trainer.new_setting, which the saved run predates: no conflict.
+    Named on its own it is a change like any other; not named, it stays absent, as the run had it."""
+    newer = given(trainer__new_setting=False)
+    cfg = resume_config(saved_config(tmp_path), newer, ["ckpt_path=last", "trainer=default"])
+    assert cfg.trainer.new_setting is False and cfg.trainer.max_steps == 20
+    with pytest.raises(ConfigError, match=r"trainer.new_setting \(saved nothing, given False\)"):
+        resume_config(saved_config(tmp_path), newer, ["ckpt_path=last", "+trainer.new_setting=false"])
+    assert "new_setting" not in resume_config(saved_config(tmp_path), newer, ["ckpt_path=last"]).trainer
+
+
 def test_a_named_setting_equal_to_the_saved_one_is_fine(tmp_path: Path) -> None:
     cfg = resume_config(saved_config(tmp_path), given(model__n_layer=2), ["ckpt_path=last", "model.n_layer=2"])
     assert cfg.model.n_layer == 2
