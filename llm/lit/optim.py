@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 import torch
@@ -219,8 +220,8 @@ class CombinedOptimizer(Optimizer):
 
 def split(items: list[Any], sizes: list[int]) -> list[list[Any]]:
     """`items` cut into consecutive runs of `sizes`."""
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    return [items[start : start + size] for start, size in zip(starts, sizes, strict=True)]
+    remaining = iter(items)
+    return [list(islice(remaining, size)) for size in sizes]
 
 
 def renumbered(groups: list[dict[str, Any]], state: dict[Any, Any]) -> dict[str, Any]:
