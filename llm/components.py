@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -44,8 +43,7 @@ def component_rows() -> list[tuple[str, str, str, str]]:
 
 
 def model_counts(config: ModelConfig) -> dict[str, Any]:
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        model = build_gpt(config)
+    model = build_gpt(config, empty=True)  # shapes only: no memory, no initialisation
     counts = count_parameters(model)
     return {**counts, "flops_per_token": training_flops_per_token(config)}
 

@@ -14,8 +14,9 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from llm.errors import ConfigError, UserError
 from llm.lit.checkpoints import LastCheckpoint
-from llm.lit.sharding import FSDP2Strategy, local_part
+from llm.lit.sharding import FSDP2Strategy, local_part, weights_device
 from llm.model import GPT
+from llm.model.gpt import is_empty, materialize
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
 ScheduleFactory = Callable[..., Callable[[int], float]]
@@ -36,7 +37,8 @@ class NonFiniteError(UserError):
 
 
 class TrainModule(L.LightningModule):
-    """Trains `model` (built once, outside, and passed in); subclasses say how a batch becomes a loss."""
+    """Trains `model` (built once, outside, and passed in, maybe on the meta device); subclasses say how a batch
+    becomes a loss."""
 
     def __init__(
         self,
@@ -54,9 +56,15 @@ class TrainModule(L.LightningModule):
         self.seed, self._micro_batch, self._seen_step = seed, 0, -1
 
     def configure_model(self) -> None:
-        """Under trainer=fsdp, shards the network over the processes (llm/lit/sharding.py); nothing otherwise."""
-        if isinstance(self.trainer.strategy, FSDP2Strategy):
-            self.trainer.strategy.shard(self.model)
+        """Where Lightning expects the model made: under trainer=fsdp, shards the network over the processes
+        (llm/lit/sharding.py); then gives a network still on the meta device (a new one, from build_gpt's
+        `empty`) its memory and its starting weights, drawn from the run's seed, so that each process creates
+        only its shard of each weight. Runs again for validation after fit, and does nothing then."""
+        strategy = self.trainer.strategy
+        if isinstance(strategy, FSDP2Strategy):
+            strategy.shard(self.model)
+        if is_empty(self.model):
+            materialize(self.model, weights_device(strategy), self.seed)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Seeds torch from (seed, rank, step, micro-batch): dropout is the same whether or not a run resumed."""

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.distributed.tensor import DTensor
 from torch.optim import Optimizer
 
 from llm.errors import ConfigError
+from llm.model.init import shaped_like
 
 # the quintic's coefficients: they push every singular value of the normalised update towards [0.7, 1.2] fast
 QUINTIC = (3.4445, -4.7750, 2.0315)
@@ -143,10 +144,3 @@ def whole(direction: Tensor) -> Tensor:
     """The whole matrix: under FSDP each process holds a shard of it (a DTensor), gathered here from all of them,
     since the nearest orthogonal matrix depends on every row (each process then orthogonalises every matrix)."""
     return direction.full_tensor() if isinstance(direction, DTensor) else direction
-
-
-def shaped_like(update: Tensor, param: Tensor) -> Tensor:
-    """`update` (a whole matrix) as `param` holds it: this process's shard of it when `param` is sharded."""
-    if not isinstance(param, DTensor):
-        return update
-    return distribute_tensor(update, param.device_mesh, param.placements, src_data_rank=None)  # no communication

@@ -3,13 +3,13 @@
 Every process holds a shard of each weight, gradient and optimizer state (the parameters become DTensors
 split along their first dimension); a transformer block's weights are gathered just before it runs and freed
 after. The sharding is applied in the LightningModule's `configure_model` (llm.lit.base), where Lightning's
-model-parallel strategies expect it, on the network the recipe built: so each process creates the whole network
-once, in host memory, before its weights are sharded, which is enough for models that fit one machine's RAM.
-
-Why not create it on the meta device and initialise each shard in place (which would lift that limit): a sharded
-run then starts from the same weights as a one-process run with the same seed, which tests/run/test_ddp.py checks
-step by step; and torch's random initialisation of a sharded tensor on CPUs draws the same numbers for every
-shard (measured with torch 2.13 on 2 gloo processes: the two halves of a normal_ weight came out identical).
+model-parallel strategies expect it. A new network (llm train) reaches it on the meta device, shapes without
+memory: it is sharded there, then each process allocates its shards and fills them with its slice of each weight,
+drawn whole from the run's seed one weight at a time (llm/model/init.py). So no process ever holds the whole
+network, and a sharded run starts from exactly the weights of a one-process run with the same seed, which
+tests/run/test_ddp.py checks step by step. (torch's own random initialisation of a sharded tensor would not: on
+CPUs it draws the same numbers for every shard.) A network loaded from a model directory (llm sft, llm dpo) is
+read whole on each process, then sharded.
 
 Checkpoints are one file (the full state gathered to rank 0), which a run of any strategy and any number of
 processes loads (`ckpt_path=FILE`; a resume keeps the run's own trainer.devices, hence its global batch), and the
@@ -22,7 +22,8 @@ import warnings
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.strategies import ModelParallelStrategy
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy, Strategy
 from torch import Tensor, nn
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
@@ -64,6 +65,14 @@ class FSDP2Strategy(ModelParallelStrategy):
         for block in getattr(network, "blocks", []):
             fully_shard(block, **settings)
         fully_shard(network, **settings)
+
+
+def weights_device(strategy: Strategy) -> torch.device:
+    """Where a network created in configure_model keeps its weights: the host under FSDP's cpu_offload, the
+    strategy's device otherwise (Lightning moves them there in any case)."""
+    if isinstance(strategy, FSDP2Strategy) and strategy.cpu_offload:
+        return torch.device("cpu")
+    return strategy.root_device
 
 
 def is_sharded(trainer: L.Trainer) -> bool:

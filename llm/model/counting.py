@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from llm.model.config import ModelConfig
@@ -42,8 +41,7 @@ def training_flops_per_token(config: ModelConfig) -> int:
     query head, head dimension and key forward, three times that with backward, over
     T = block_size keys (min(window, block_size) with a sliding window). Causal masking is not discounted.
     """
-    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = build_gpt(config)
+    model = build_gpt(config, empty=True)  # shapes only: no memory, no initialisation
     n_matmul = count_parameters(model)["params_non_embedding"] + config.vocab_size * config.n_embd
     window = config.attention.options.get("window")
     context = config.block_size if window is None else min(int(window), config.block_size)

@@ -22,14 +22,13 @@ Weight names (stable; export and checkpoints rely on them):
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from llm.model.attention import ATTENTIONS
 from llm.model.block import BLOCKS, Block
 from llm.model.config import ModelConfig
+from llm.model.init import initialize_gpt
 from llm.model.kv_cache import KVCache, LayerKV, Step
 from llm.model.mlp import MLPS
 from llm.model.norm import NORMS
@@ -50,19 +49,10 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.head.weight = self.token_embedding.weight
-        self.apply(self._init_weights)
 
-    def _init_weights(self, module: nn.Module) -> None:
-        """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2·n_layer)."""
-        if isinstance(module, nn.Linear):
-            std = 0.02
-            if getattr(module, "is_residual_projection", False):
-                std /= math.sqrt(2 * self.config.n_layer)
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    def initialize(self, seed: int) -> None:
+        """Gives every weight its starting value, from `seed` alone (GPT-2's scheme; llm/model/init.py)."""
+        initialize_gpt(self, self.config.n_layer, seed)
 
     def forward(self, idx: Tensor, pos: Tensor | None = None) -> Tensor:
         """Token ids (B, T) -> next-token logits (B, T, V). `pos` (B or 1, T): each token's position; None is
@@ -133,8 +123,23 @@ class InferenceGraph(nn.Module):
         return (logits, *KVCache(layers, key_pos, all_mask).tensors())
 
 
-def build_gpt(config: ModelConfig) -> GPT:
-    """Builds a GPT from its description, looking every component up in its registry."""
+def build_gpt(config: ModelConfig, *, seed: int | None = None, empty: bool = False) -> GPT:
+    """Builds a GPT from its description, looking every component up in its registry.
+
+    Its weights are drawn from `seed` (None: a seed drawn from torch's generator, so torch.manual_seed makes a
+    build repeat). With `empty`, the network stays on the meta device: shapes without memory or values, to count
+    or to shard before `materialize` gives it both (trainer=fsdp creates its weights that way, shard by shard).
+    """
+    device = torch.get_default_device()  # the CPU, or the device of a `with torch.device(...)` around the call
+    with torch.device("meta"):
+        network = assemble(config)
+    if not empty and device.type != "meta":
+        materialize(network, device, seed)
+    return network
+
+
+def assemble(config: ModelConfig) -> GPT:
+    """The network's modules, created wherever torch creates tensors now, with their libraries' default weights."""
 
     def norm() -> nn.Module:
         return NORMS.build(config.norm.name, config.n_embd, config.bias, **config.norm.options)
@@ -152,3 +157,17 @@ def build_gpt(config: ModelConfig) -> GPT:
         for _ in range(config.n_layer)
     ]
     return GPT(config, position, blocks, norm())
+
+
+def is_empty(network: nn.Module) -> bool:
+    """Whether `network` is still on the meta device (build_gpt(empty=True)), waiting for `materialize`."""
+    return any(p.is_meta for p in network.parameters())
+
+
+def materialize(network: GPT, device: torch.device, seed: int | None = None) -> None:
+    """Gives a network on the meta device, whole or already sharded (FSDP), memory on `device` and its starting
+    weights from `seed` (None: drawn from torch's generator); a sharded one gets this process's shard of each."""
+    network.to_empty(device=device)
+    if network.config.tie_weights and network.head.weight is not network.token_embedding.weight:
+        network.head.weight = network.token_embedding.weight  # to_empty gives each of the two its own tensor
+    network.initialize(int(torch.randint(2**62, (), device="cpu")) if seed is None else seed)

@@ -82,6 +82,10 @@ class Sinusoidal(Position):
         self.dim = config.n_embd
         self.register_buffer("table", sinusoidal_table(torch.arange(config.block_size), self.dim), persistent=False)
 
+    def reset_buffers(self) -> None:
+        """Computes the table again where it lies (after the network was created on the meta device)."""
+        self.table = sinusoidal_table(torch.arange(self.table.size(0), device="cpu"), self.dim).to(self.table.device)
+
     def embed(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
         t = x.size(1)
         if pos is None and t <= self.table.size(0):
@@ -149,6 +153,11 @@ class Rotary(Position):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
+    def reset_buffers(self) -> None:
+        """Computes the tables again where they lie (after the network was created on the meta device)."""
+        angles = rope_angles(torch.arange(self.cos.size(0), device="cpu"), self.head_dim, self.theta)
+        self.cos, self.sin = angles.cos().float().to(self.cos.device), angles.sin().float().to(self.sin.device)
+
     def in_table(self, pos: Tensor) -> bool:
         """Whether every position has a row in the precomputed tables (the same values the formula gives). Never
         while tracing: an exported graph computes the angles, so it holds for any position."""
@@ -190,6 +199,11 @@ class ALiBi(Position):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.register_buffer("slopes", alibi_slopes(config.n_head), persistent=False)
+
+    def reset_buffers(self) -> None:
+        """Computes the slopes again where they lie (after the network was created on the meta device)."""
+        with torch.device("cpu"):
+            self.slopes = alibi_slopes(self.slopes.numel()).to(self.slopes.device)
 
     def score_bias(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
         distance = (q_pos[:, :, None] - k_pos[:, None, :]).clamp(min=0).float()  # future keys are masked anyway

@@ -53,7 +53,9 @@ def pretrain(cfg: DictConfig) -> Parts:
         num_workers=cfg.data.num_workers,
     )
     splits = datamodule.splits
-    network = build_gpt(model_config(cfg, splits.tokenizer.vocab_size))
+    # created on the meta device: its memory and weights come in configure_model (llm/lit/base.py), sharded there
+    # under trainer=fsdp, from cfg.seed alone
+    network = build_gpt(model_config(cfg, splits.tokenizer.vocab_size), empty=True)
     if cfg.compile:
         network.compile()
     module = LMModule(

@@ -1,0 +1,64 @@
+"""A GPT's starting weights, drawn from a seed alone, so that a network created whole and one created on the meta
+device and sharded over processes (FSDP) start from the same numbers.
+
+GPT-2's scheme: every linear and embedding weight N(0, 0.02), the residual projections (those marked
+`is_residual_projection`) N(0, 0.02 / sqrt(2·n_layer)), biases 0; any other module with weights of its own (the
+norms) is reset by its `reset_parameters()`, and one with fixed tables (positions' sines, rotary angles, ALiBi
+slopes) recomputes them by its `reset_buffers()`. Each weight is drawn whole, on the CPU, in the network's module
+order (a tied weight once); a sharded weight keeps this process's slice of it. So the cost on every process is one
+whole weight at a time, never the whole network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor, distribute_tensor
+
+
+def shaped_like(whole: Tensor, param: Tensor) -> Tensor:
+    """`whole` (a full tensor, the same on every process) as `param` holds it: this process's shard of it when
+    `param` is sharded (a DTensor), with no communication; `whole` itself otherwise."""
+    if not isinstance(param, DTensor):
+        return whole
+    return distribute_tensor(whole, param.device_mesh, param.placements, src_data_rank=None)
+
+
+def fill(param: Tensor, whole: Tensor) -> None:
+    """Copies `whole` (or this process's shard of it) into `param`."""
+    part = shaped_like(whole.to(param.device), param)
+    local = param.to_local() if isinstance(param, DTensor) else param
+    local.copy_(part.to_local() if isinstance(part, DTensor) else part)
+
+
+@torch.no_grad()
+def initialize_gpt(network: nn.Module, n_layer: int, seed: int) -> None:
+    """Sets every weight and fixed table of `network` (see the module's docstring); raises for a weight or table
+    that no rule covers, naming the method its module needs."""
+    generator = torch.Generator().manual_seed(seed)
+    done: set[int] = set()
+
+    def draw(param: Tensor, std: float) -> None:
+        if id(param) not in done:
+            fill(param, torch.randn(param.shape, generator=generator, device="cpu", dtype=torch.float32) * std)
+            done.add(id(param))
+
+    for module in network.modules():
+        own = list(module.parameters(recurse=False))
+        reset_parameters, reset_buffers = (getattr(module, m, None) for m in ("reset_parameters", "reset_buffers"))
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            residual = getattr(module, "is_residual_projection", False)
+            draw(module.weight, 0.02 / math.sqrt(2 * n_layer) if residual else 0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                module.bias.zero_()
+        elif own and callable(reset_parameters):
+            reset_parameters()
+        elif own:
+            raise TypeError(f"{type(module).__name__} has weights but no reset_parameters() to give them a start")
+        done.update(id(p) for p in own)
+        if list(module.buffers(recurse=False)):
+            if not callable(reset_buffers):
+                raise TypeError(f"{type(module).__name__} has fixed tables but no reset_buffers() to compute them")
+            reset_buffers()
