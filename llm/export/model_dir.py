@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_model
 
 from llm.errors import UserError
 from llm.model import GPT, ModelConfig, ModelConfigError, build_gpt
+from llm.model.gpt import materialize
 from llm.tokenizer import Tokenizer, TokenizerError, load_tokenizer, save_tokenizer
 
 FORMAT, VERSION = "llm.gpt", 1
@@ -68,8 +69,12 @@ def read_model_config(directory: Path) -> ModelConfig:
         raise ModelDirError(f"{directory / 'config.json'} describes no valid model: {e}") from e
 
 
-def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer]:
-    """Builds the model from config.json, loads its weights strictly, and loads its tokenizer."""
+def load_model_dir(
+    directory: str | Path, device: str | torch.device = "cpu", *, empty: bool = False
+) -> tuple[GPT, Tokenizer]:
+    """Builds the model from config.json, checks that model.safetensors holds exactly its weights, loads them,
+    and loads the tokenizer. With `empty`, the checked network stays on the meta device, for a trainer to load
+    in configure_model (`saved_weights(directory)`), each process only its shard under FSDP."""
     directory = Path(directory)
     missing = [name for name in FILES if not (directory / name).is_file()]
     if missing:
@@ -87,34 +92,57 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu") ->
             f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but config.json says vocab_size="
             f"{config.vocab_size}; the files come from different models"
         )
-    model = build_gpt(config)
-    mismatch = ""
+    model = build_gpt(config, empty=True)
+    check_weights(directory, model)
+    if not empty:
+        materialize(model, torch.device(device), weights=saved_weights(directory))
+    return model.eval(), tokenizer
+
+
+def saved_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
+    """Each weight's name and shape, from model.safetensors' header (no weight is read)."""
     try:
-        missing, unexpected = load_model(model, str(directory / "model.safetensors"), strict=False, device=str(device))
-        mismatch = "; ".join(
-            f"{len(names)} {what} weight{'s' if len(names) > 1 else ''}, e.g. {sorted(names)[0]}"
-            for what, names in (("missing", missing), ("unexpected", unexpected))
-            if names
-        )
+        with safe_open(directory / "model.safetensors", framework="pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not a dict)
     except SafetensorError as e:
         raise ModelDirError(
             f"{directory / 'model.safetensors'} is truncated or not a safetensors file ({e}); re-export the model "
             "directory (a finished run writes it to <run dir>/model)"
         ) from e
-    except (RuntimeError, KeyError, ValueError) as e:
-        mismatch = other_shapes(str(e))
+
+
+def check_weights(directory: Path, model: GPT) -> None:
+    """model.safetensors has a tensor of the right shape for every weight of `model` (a tied weight under either
+    of its names) and nothing else; else one short line on what differs."""
+    saved, wanted = saved_shapes(directory), {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    aliases: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(param), []).append(name)
+    missing = [names[0] for names in aliases.values() if not set(names) & saved.keys()]
+    unexpected = saved.keys() - wanted.keys()
+    shapes = [name for name in saved.keys() & wanted.keys() if saved[name] != wanted[name]]
+    mismatch = "; ".join(
+        f"{len(names)} {before}weight{'s' if len(names) > 1 else ''}{after}, e.g. {sorted(names)[0]}"
+        for before, after, names in (
+            ("missing ", "", missing),
+            ("unexpected ", "", unexpected),
+            ("", " of another shape", shapes),
+        )
+        if names
+    )
     if mismatch:
         raise ModelDirError(
             f"{directory}: model.safetensors does not match config.json ({mismatch}); "
             "the files come from different models: re-export them together"
         )
-    return model.to(device).eval(), tokenizer
 
 
-def other_shapes(error: str) -> str:
-    """One short line from PyTorch's load_state_dict error: how many weights have another shape, and the first."""
-    shapes = re.findall(r"size mismatch for ([^:\s]+):", error)
-    if shapes:
-        return f"{len(shapes)} weight{'s' if len(shapes) > 1 else ''} of another shape, e.g. {shapes[0]}"
-    text = " ".join(error.split())
-    return text if len(text) <= 200 else text[:199] + "…"
+def saved_weights(directory: str | Path) -> Callable[[list[str]], torch.Tensor]:
+    """Reads one weight of model.safetensors, saved under any of the given names, into the CPU's memory."""
+    path = Path(directory) / "model.safetensors"
+
+    def read(names: list[str]) -> torch.Tensor:
+        with safe_open(path, framework="pt") as f:
+            return f.get_tensor(next((name for name in names if name in f.keys()), names[0]))  # noqa: SIM118
+
+    return read

@@ -20,6 +20,7 @@ from llm.model.gpt import is_empty, materialize
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
 ScheduleFactory = Callable[..., Callable[[int], float]]
+SavedWeights = Callable[[list[str]], Tensor]  # a weight's names -> the whole tensor saved (llm.export.saved_weights)
 
 
 def seed_generators(seed: int, device: torch.device) -> None:
@@ -37,8 +38,9 @@ class NonFiniteError(UserError):
 
 
 class TrainModule(L.LightningModule):
-    """Trains `model` (built once, outside, and passed in, maybe on the meta device); subclasses say how a batch
-    becomes a loss."""
+    """Trains `model` (built once, outside, and passed in); subclasses say how a batch becomes a loss. A `model`
+    still on the meta device gets its memory and starting weights in configure_model: `weights` (saved ones), or
+    else drawn from `seed`."""
 
     def __init__(
         self,
@@ -48,23 +50,24 @@ class TrainModule(L.LightningModule):
         *,
         nonfinite: str = "stop",
         seed: int = 0,
+        weights: SavedWeights | None = None,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.saved_weights = model, weights
         self.make_optimizer, self.make_schedule = optimizer, scheduler
         self.nonfinite, self.skipped_steps = nonfinite, 0
         self.seed, self._micro_batch, self._seen_step = seed, 0, -1
 
     def configure_model(self) -> None:
         """Where Lightning expects the model made: under trainer=fsdp, shards the network over the processes
-        (llm/lit/sharding.py); then gives a network still on the meta device (a new one, from build_gpt's
-        `empty`) its memory and its starting weights, drawn from the run's seed, so that each process creates
-        only its shard of each weight. Runs again for validation after fit, and does nothing then."""
+        (llm/lit/sharding.py); then gives a network still on the meta device its memory and starting weights,
+        so that each process creates only its shard of each. Runs again for validation after fit, and does nothing
+        then."""
         strategy = self.trainer.strategy
         if isinstance(strategy, FSDP2Strategy):
             strategy.shard(self.model)
         if is_empty(self.model):
-            materialize(self.model, weights_device(strategy), self.seed)
+            materialize(self.model, weights_device(strategy), self.seed, self.saved_weights)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Seeds torch from (seed, rank, step, micro-batch): dropout is the same whether or not a run resumed."""

@@ -10,7 +10,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from llm.errors import ConfigError
-from llm.lit.base import OptimizerFactory, ScheduleFactory, TrainModule
+from llm.lit.base import OptimizerFactory, SavedWeights, ScheduleFactory, TrainModule
 from llm.model import GPT
 from llm.objectives import IGNORE_INDEX, LanguageModeling
 
@@ -28,8 +28,9 @@ class LMModule(TrainModule):
         bytes_per_token: float | None = None,
         nonfinite: str = "stop",
         seed: int = 0,
+        weights: SavedWeights | None = None,
     ) -> None:
-        super().__init__(model, optimizer, scheduler, nonfinite=nonfinite, seed=seed)
+        super().__init__(model, optimizer, scheduler, nonfinite=nonfinite, seed=seed, weights=weights)
         if not isinstance(objective, LanguageModeling):
             raise ConfigError(
                 f"objective {type(objective).__name__} is not a language-modelling objective; use "

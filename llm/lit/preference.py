@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from llm.errors import ConfigError
-from llm.lit.base import OptimizerFactory, ScheduleFactory, TrainModule
+from llm.lit.base import OptimizerFactory, SavedWeights, ScheduleFactory, TrainModule
 from llm.model import GPT
 from llm.objectives import IGNORE_INDEX, PairLogps, PreferenceObjective, sequence_logprobs
 
@@ -55,8 +55,9 @@ class PreferenceModule(TrainModule):
         reference: dict[str, Tensor] | None = None,
         nonfinite: str = "stop",
         seed: int = 0,
+        weights: SavedWeights | None = None,
     ) -> None:
-        super().__init__(model, optimizer, scheduler, nonfinite=nonfinite, seed=seed)
+        super().__init__(model, optimizer, scheduler, nonfinite=nonfinite, seed=seed, weights=weights)
         if not isinstance(objective, PreferenceObjective):
             raise ConfigError(
                 f"llm dpo needs a preference objective, got {type(objective).__name__}; use objective=dpo, ipo, "

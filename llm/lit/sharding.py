@@ -8,8 +8,8 @@ memory: it is sharded there, then each process allocates its shards and fills th
 drawn whole from the run's seed one weight at a time (llm/model/init.py). So no process ever holds the whole
 network, and a sharded run starts from exactly the weights of a one-process run with the same seed, which
 tests/run/test_ddp.py checks step by step. (torch's own random initialisation of a sharded tensor would not: on
-CPUs it draws the same numbers for every shard.) A network loaded from a model directory (llm sft, llm dpo) is
-read whole on each process, then sharded.
+CPUs it draws the same numbers for every shard.) A network from a model directory (llm sft, llm dpo) comes the
+same way, each process keeping its slice of each saved weight (llm.export.model_dir.saved_weights).
 
 Checkpoints are one file (the full state gathered to rank 0), which a run of any strategy and any number of
 processes loads (`ckpt_path=FILE`; a resume keeps the run's own trainer.devices, hence its global batch), and the
@@ -29,6 +29,7 @@ from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 
 from llm.model import GPT, build_gpt
+from llm.model.gpt import materialize
 
 
 class FSDP2Strategy(ModelParallelStrategy):
@@ -92,10 +93,10 @@ def whole_network(trainer: L.Trainer, network: GPT) -> GPT | None:
     state = trainer.strategy.lightning_module_state_dict()  # gathered to rank 0, on the CPU
     if not trainer.is_global_zero:
         return None
-    whole = build_gpt(network.config)
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    missing, unexpected = whole.load_state_dict(weights, strict=False)
-    tied = {"head.weight"} if network.config.tie_weights else set()  # the embedding's tensor, maybe listed once
-    if set(missing) - tied or unexpected:
-        raise RuntimeError(f"the gathered weights do not fit the network: missing {missing}, unexpected {unexpected}")
+    whole = build_gpt(network.config, empty=True)
+    # a tied weight may be gathered under one of its two names; a weight under neither is a KeyError
+    materialize(
+        whole, torch.device("cpu"), weights=lambda names: weights[next((n for n in names if n in weights), names[0])]
+    )
     return whole.train(network.training)

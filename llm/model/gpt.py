@@ -22,13 +22,15 @@ Weight names (stable; export and checkpoints rely on them):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from llm.model.attention import ATTENTIONS
 from llm.model.block import BLOCKS, Block
 from llm.model.config import ModelConfig
-from llm.model.init import initialize_gpt
+from llm.model.init import initialize_gpt, load_weights
 from llm.model.kv_cache import KVCache, LayerKV, Step
 from llm.model.mlp import MLPS
 from llm.model.norm import NORMS
@@ -164,10 +166,16 @@ def is_empty(network: nn.Module) -> bool:
     return any(p.is_meta for p in network.parameters())
 
 
-def materialize(network: GPT, device: torch.device, seed: int | None = None) -> None:
+def materialize(
+    network: GPT, device: torch.device, seed: int | None = None, weights: Callable[[list[str]], Tensor] | None = None
+) -> None:
     """Gives a network on the meta device, whole or already sharded (FSDP), memory on `device` and its starting
-    weights from `seed` (None: drawn from torch's generator); a sharded one gets this process's shard of each."""
+    weights, this process's shard of each when sharded: `weights(names)`, a saved tensor under one of the weight's
+    names (a model directory's file), or else drawn from `seed` (None: a seed drawn from torch's generator)."""
     network.to_empty(device=device)
     if network.config.tie_weights and network.head.weight is not network.token_embedding.weight:
         network.head.weight = network.token_embedding.weight  # to_empty gives each of the two its own tensor
-    network.initialize(int(torch.randint(2**62, (), device="cpu")) if seed is None else seed)
+    if weights is not None:
+        load_weights(network, weights)
+    else:
+        network.initialize(int(torch.randint(2**62, (), device="cpu")) if seed is None else seed)

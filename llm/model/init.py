@@ -1,5 +1,6 @@
 """A GPT's starting weights, drawn from a seed alone, so that a network created whole and one created on the meta
-device and sharded over processes (FSDP) start from the same numbers.
+device and sharded over processes (FSDP) start from the same numbers; or read from saved whole tensors, each process
+keeping its shard.
 
 GPT-2's scheme: every linear and embedding weight N(0, 0.02), the residual projections (those marked
 `is_residual_projection`) N(0, 0.02 / sqrt(2·n_layer)), biases 0; any other module with weights of its own (the
@@ -12,6 +13,7 @@ whole weight at a time, never the whole network.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +49,7 @@ def initialize_gpt(network: nn.Module, n_layer: int, seed: int) -> None:
 
     for module in network.modules():
         own = list(module.parameters(recurse=False))
-        reset_parameters, reset_buffers = (getattr(module, m, None) for m in ("reset_parameters", "reset_buffers"))
+        reset_parameters = getattr(module, "reset_parameters", None)
         if isinstance(module, (nn.Linear, nn.Embedding)):
             residual = getattr(module, "is_residual_projection", False)
             draw(module.weight, 0.02 / math.sqrt(2 * n_layer) if residual else 0.02)
@@ -58,7 +60,26 @@ def initialize_gpt(network: nn.Module, n_layer: int, seed: int) -> None:
         elif own:
             raise TypeError(f"{type(module).__name__} has weights but no reset_parameters() to give them a start")
         done.update(id(p) for p in own)
+    reset_tables(network)
+
+
+@torch.no_grad()
+def load_weights(network: nn.Module, weights: Callable[[list[str]], Tensor]) -> None:
+    """Sets every weight of `network` to `weights(names)`, the whole tensor saved under one of its names (a tied
+    weight has two), or this process's shard of it, and computes the fixed tables."""
+    names: dict[int, list[str]] = {}
+    for name, param in network.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    for _, param in network.named_parameters():
+        fill(param, weights(names[id(param)]))
+    reset_tables(network)
+
+
+def reset_tables(network: nn.Module) -> None:
+    """Computes the fixed tables (buffers) of every module again, where they lie."""
+    for module in network.modules():
         if list(module.buffers(recurse=False)):
+            reset_buffers = getattr(module, "reset_buffers", None)
             if not callable(reset_buffers):
                 raise TypeError(f"{type(module).__name__} has fixed tables but no reset_buffers() to compute them")
             reset_buffers()

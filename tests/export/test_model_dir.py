@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from llm.export import ModelDirError, load_model_dir, save_model_dir
+from llm.export.model_dir import saved_weights
 from llm.model import ModelConfig, Part, build_gpt
+from llm.model.gpt import is_empty, materialize
 from llm.tokenizer import train_tokenizer
 
 
@@ -40,6 +42,20 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
     assert loaded.head.weight is loaded.token_embedding.weight
     assert loaded_tokenizer.encode("world") == tokenizer.encode("world")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_an_empty_load_is_checked_now_and_filled_later_with_the_saved_weights(tmp_path: Path, tie: bool) -> None:
+    directory = saved(tmp_path, tie_weights=tie)
+    whole, _ = load_model_dir(directory)
+    empty, _ = load_model_dir(directory, empty=True)
+    assert is_empty(empty)
+    materialize(empty, torch.device("cpu"), weights=saved_weights(directory))
+    assert (empty.head.weight is empty.token_embedding.weight) == tie
+    expected = whole.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in empty.state_dict().items())
+    with pytest.raises(ModelDirError, match="does not match config.json"):
+        load_model_dir(with_model_setting(directory, "n_embd", 32), empty=True)  # checked without loading
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ sharded over processes, starts from exactly the weights of one built whole."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +12,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from llm.export import save_model_dir
 from llm.model import ModelConfig, Part, build_gpt
 from llm.model.gpt import is_empty, materialize
 from llm.model.positions import POSITIONS
+from llm.tokenizer import train_tokenizer
 
 
 def config(position: str = "rope", **changes: object) -> ModelConfig:
@@ -80,9 +83,13 @@ def test_a_part_that_no_rule_covers_is_named_with_the_method_it_needs(part: type
         network.initialize(0)
 
 
-def shard_and_materialize(rank: int, port: int, world: int, results: dict) -> None:
+def shard_and_materialize(rank: int, port: int, world: int, model_dir: str | None, results: dict) -> None:
+    """On each of `world` processes: an empty network sharded, then given memory and weights (drawn from seed 11,
+    or read from `model_dir`); records the weights gathered whole and this process's rows of the embedding."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
+
+    from llm.export.model_dir import saved_weights
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
@@ -91,7 +98,8 @@ def shard_and_materialize(rank: int, port: int, world: int, results: dict) -> No
         for block in network.blocks:
             fully_shard(block, mesh=mesh)
         fully_shard(network, mesh=mesh)
-        materialize(network, torch.device("cpu"), seed=11)
+        weights = None if model_dir is None else saved_weights(model_dir)
+        materialize(network, torch.device("cpu"), seed=11, weights=weights)
         whole = {k: v.full_tensor() for k, v in network.state_dict().items()}
         local = network.token_embedding.weight.to_local().shape[0]
         results[rank] = (whole, local, network.head.weight is network.token_embedding.weight)
@@ -105,17 +113,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_sharded_network_starts_from_the_weights_of_a_whole_one() -> None:
-    world = 2
+@pytest.mark.parametrize("source", ["seed", "model directory"])
+def test_sharded_network_starts_from_the_weights_of_a_whole_one(tmp_path: Path, source: str) -> None:
+    world, expected = 2, build_gpt(config(), seed=11 if source == "seed" else 12)
+    model_dir = None
+    if source == "model directory":
+        model_dir = str(save_model_dir(tmp_path / "model", expected, train_tokenizer("byte", [])))
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(shard_and_materialize, args=(free_port(), world, results), nprocs=world)
+        mp.spawn(shard_and_materialize, args=(free_port(), world, model_dir, results), nprocs=world)
         results = dict(results)
-    expected = build_gpt(config(), seed=11).state_dict()
     for rank in range(world):
         whole, local_rows, tied = results[rank]
         assert local_rows == 65 // world + (1 - rank)  # each process allocated only its shard: 33 and 32 rows
         assert tied
-        assert whole.keys() == expected.keys()
-        for name, tensor in expected.items():
+        assert whole.keys() == expected.state_dict().keys()
+        for name, tensor in expected.state_dict().items():
             assert torch.equal(whole[name], tensor), name
