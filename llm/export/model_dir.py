@@ -23,6 +23,7 @@ from safetensors.torch import save_model
 from llm.errors import UserError
 from llm.model import GPT, ModelConfig, ModelConfigError, build_gpt
 from llm.model.gpt import materialize
+from llm.model.init import weight_names
 from llm.tokenizer import Tokenizer, TokenizerError, load_tokenizer, save_tokenizer
 
 FORMAT, VERSION = "llm.gpt", 1
@@ -115,10 +116,7 @@ def check_weights(directory: Path, model: GPT) -> None:
     """model.safetensors has a tensor of the right shape for every weight of `model` (a tied weight under either
     of its names) and nothing else; else one short line on what differs."""
     saved, wanted = saved_shapes(directory), {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    aliases: dict[int, list[str]] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        aliases.setdefault(id(param), []).append(name)
-    missing = [names[0] for names in aliases.values() if not set(names) & saved.keys()]
+    missing = [names[0] for names, _ in weight_names(model) if not set(names) & saved.keys()]
     unexpected = saved.keys() - wanted.keys()
     shapes = [name for name in saved.keys() & wanted.keys() if saved[name] != wanted[name]]
     mismatch = "; ".join(

@@ -67,12 +67,17 @@ def initialize_gpt(network: nn.Module, n_layer: int, seed: int) -> None:
 def load_weights(network: nn.Module, weights: Callable[[list[str]], Tensor]) -> None:
     """Sets every weight of `network` to `weights(names)`, the whole tensor saved under one of its names (a tied
     weight has two), or this process's shard of it, and computes the fixed tables."""
-    names: dict[int, list[str]] = {}
-    for name, param in network.named_parameters(remove_duplicate=False):
-        names.setdefault(id(param), []).append(name)
-    for _, param in network.named_parameters():
-        fill(param, weights(names[id(param)]))
+    for names, param in weight_names(network):
+        fill(param, weights(names))
     reset_tables(network)
+
+
+def weight_names(network: nn.Module) -> list[tuple[list[str], Tensor]]:
+    """Each weight once, with all its names (a tied weight has two), in the network's order."""
+    named: dict[int, tuple[list[str], Tensor]] = {}
+    for name, param in network.named_parameters(remove_duplicate=False):
+        named.setdefault(id(param), ([], param))[0].append(name)
+    return list(named.values())
 
 
 def reset_tables(network: nn.Module) -> None:
