@@ -72,6 +72,20 @@ def test_data_io_quick_writes_tokenizer_and_read_rows(tmp_path: Path, corpus: Pa
         assert all(key in row for key in (*REQUIRED, "command")), row["name"]
 
 
+@pytest.mark.slow
+def test_sharded_init_writes_a_row_for_each_way_and_process_count(tmp_path: Path) -> None:
+    out = tmp_path / "sharded_init.json"
+    run_script("sharded_init.py", "--model", "nanogpt_cpu", "--vocab", "65", "--processes", "2", "--out", str(out))
+    rows = json.loads(out.read_text())
+    assert [row["name"] for row in rows] == [
+        "nanogpt_cpu, 2 processes: whole, then sharded",
+        "nanogpt_cpu, 2 processes: meta, filled shard by shard",
+    ]
+    for row in rows:
+        assert row["shard_mib"] == pytest.approx(row["model_mib"] / 2, rel=0.01)  # each process half of each weight
+        assert row["rise_mib"] >= 0 and row["seconds"] > 0 and "sharded_init.py" in row["command"]
+
+
 def test_the_reference_gpt_has_the_shape_of_ours(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     from training import ReferenceGPT  # benchmarks/training.py

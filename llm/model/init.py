@@ -44,7 +44,7 @@ def initialize_gpt(network: nn.Module, n_layer: int, seed: int) -> None:
 
     def draw(param: Tensor, std: float) -> None:
         if id(param) not in done:
-            fill(param, torch.randn(param.shape, generator=generator, device="cpu", dtype=torch.float32) * std)
+            fill(param, torch.randn(param.shape, generator=generator, device="cpu", dtype=torch.float32).mul_(std))
             done.add(id(param))
 
     for module in network.modules():
