@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 
 class StopAtStep(L.Callback):
@@ -110,3 +114,26 @@ class RecordRank(L.Callback):
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_in_group(rank: int, port: int, world: int, work: Callable[..., Any], args: tuple, results: Any) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        results[rank] = work(rank, world, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def on_gloo_processes(work: Callable[..., Any], world: int, *args: Any) -> dict[int, Any]:
+    """`work(rank, world, *args)` (a module-level function) on `world` new CPU processes joined in one gloo
+    process group; each one's result, by rank."""
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(run_in_group, args=(free_port(), world, work, args, results), nprocs=world)
+        return dict(results)

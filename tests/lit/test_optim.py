@@ -15,6 +15,7 @@ from llm.lit.muon import Muon, orthogonalize, scaled_lr
 from llm.lit.optim import CombinedOptimizer, adamw, decay_groups, muon, sgd, use_fused
 from llm.lit.schedules import Constant
 from llm.model import GPT, ModelConfig, build_gpt
+from tests.helpers import on_gloo_processes
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "optim"
 
@@ -288,6 +289,47 @@ def test_muon_in_float32_is_close_to_bfloat16() -> None:
     train_hidden(ours, Muon(hidden_matrices_of(ours), ns_dtype="float32"), 2)
     train_hidden(theirs, Muon(hidden_matrices_of(theirs), ns_dtype="bfloat16"), 2)
     assert relative_gap(ours, theirs, start) < 0.1  # the same steps, up to bfloat16's rounding (measured: 0.045)
+
+
+COUNTS = (1, 3, 4)  # fewer matrices than processes, an odd number, an even one
+
+
+def marked_matrices(count: int) -> Tensor:
+    """`count` random matrices, the same in every process; matrix i's first row is offset by 100·i, a mark that
+    tells them apart."""
+    matrices = torch.randn(count, 12, 7, generator=torch.Generator().manual_seed(0))
+    matrices[:, 0] += torch.arange(count)[:, None] * 100.0
+    return matrices
+
+
+def orthogonalize_in_group(rank: int, world: int) -> dict[int, tuple[Tensor, list[int]]]:
+    """For each count: the shared result, and which matrices this process orthogonalised itself."""
+    import llm.lit.muon as muon_module
+
+    alone, done = muon_module.orthogonalize, []
+
+    def counting(stack: Tensor, steps: int, dtype: torch.dtype) -> Tensor:
+        done.extend(int(m[0].mean().div(100).round()) for m in stack)
+        return alone(stack, steps, dtype)
+
+    muon_module.orthogonalize = counting  # type: ignore[assignment]
+    results = {}
+    for count in COUNTS:
+        done = []
+        results[count] = (muon_module.orthogonalize_shared(marked_matrices(count), 5, torch.float32), done)
+    return results
+
+
+def test_muon_shares_the_orthogonalisation_between_processes() -> None:
+    """Under DDP or FSDP every process holds the same directions: each orthogonalises every second matrix (from
+    its rank) and the results are gathered, equal to one process doing all of them."""
+    results = on_gloo_processes(orthogonalize_in_group, 2)
+    for count in COUNTS:
+        expected = orthogonalize(marked_matrices(count), 5, torch.float32)
+        for rank in (0, 1):
+            shared, done = results[rank][count]
+            torch.testing.assert_close(shared, expected, rtol=0, atol=1e-6)
+            assert done == list(range(rank, count, 2)), (count, rank)
 
 
 def relative_gap(one: nn.Module, other: nn.Module, start: nn.Module) -> float:

@@ -3,13 +3,10 @@ sharded over processes, starts from exactly the weights of one built whole."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from llm.export import save_model_dir
@@ -17,6 +14,7 @@ from llm.model import ModelConfig, Part, build_gpt
 from llm.model.gpt import is_empty, materialize
 from llm.model.positions import POSITIONS
 from llm.tokenizer import train_tokenizer
+from tests.helpers import on_gloo_processes
 
 
 def config(position: str = "rope", **changes: object) -> ModelConfig:
@@ -83,34 +81,24 @@ def test_a_part_that_no_rule_covers_is_named_with_the_method_it_needs(part: type
         network.initialize(0)
 
 
-def shard_and_materialize(rank: int, port: int, world: int, model_dir: str | None, results: dict) -> None:
-    """On each of `world` processes: an empty network sharded, then given memory and weights (drawn from seed 11,
-    or read from `model_dir`); records the weights gathered whole and this process's rows of the embedding."""
+def shard_and_materialize(rank: int, world: int, model_dir: str | None) -> tuple[dict, int, bool]:
+    """An empty network sharded over the group, then given memory and weights (drawn from seed 11, or read from
+    `model_dir`): the weights gathered whole, this process's rows of the embedding, and whether the head is tied."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     from llm.export.model_dir import saved_weights
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        network = build_gpt(config(), empty=True)
-        mesh = init_device_mesh("cpu", (world,))
-        for block in network.blocks:
-            fully_shard(block, mesh=mesh)
-        fully_shard(network, mesh=mesh)
-        weights = None if model_dir is None else saved_weights(model_dir)
-        materialize(network, torch.device("cpu"), seed=11, weights=weights)
-        whole = {k: v.full_tensor() for k, v in network.state_dict().items()}
-        local = network.token_embedding.weight.to_local().shape[0]
-        results[rank] = (whole, local, network.head.weight is network.token_embedding.weight)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    network = build_gpt(config(), empty=True)
+    mesh = init_device_mesh("cpu", (world,))
+    for block in network.blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(network, mesh=mesh)
+    weights = None if model_dir is None else saved_weights(model_dir)
+    materialize(network, torch.device("cpu"), seed=11, weights=weights)
+    whole = {k: v.full_tensor() for k, v in network.state_dict().items()}
+    local = network.token_embedding.weight.to_local().shape[0]
+    return whole, local, network.head.weight is network.token_embedding.weight
 
 
 @pytest.mark.parametrize("source", ["seed", "model directory"])
@@ -119,10 +107,7 @@ def test_sharded_network_starts_from_the_weights_of_a_whole_one(tmp_path: Path, 
     model_dir = None
     if source == "model directory":
         model_dir = str(save_model_dir(tmp_path / "model", expected, train_tokenizer("byte", [])))
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.spawn(shard_and_materialize, args=(free_port(), world, model_dir, results), nprocs=world)
-        results = dict(results)
+    results = on_gloo_processes(shard_and_materialize, world, model_dir)
     for rank in range(world):
         whole, local_rows, tied = results[rank]
         assert local_rows == 65 // world + (1 - rank)  # each process allocated only its shard: 33 and 32 rows

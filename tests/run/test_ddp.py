@@ -323,8 +323,9 @@ def test_the_fsdp_config_builds_its_strategy(tmp_path: Path) -> None:
 
 def test_fsdp_on_two_cpu_processes_matches_one_process_and_resumes_exactly(tmp_path: Path) -> None:
     """FSDP2 with Muon + AdamW on 2 CPU processes (gloo), stopped after 3 of 6 steps and resumed from its one-file
-    checkpoint, against one process with the global batch: FSDP starts from the same weights (built, then
-    sharded), and each process reads its slice of the same global batches; Muon gathers each matrix whole. So
+    checkpoint, against one process with the global batch: FSDP starts from the same weights (created on the
+    meta device, sharded, each shard filled from the seed), and each process reads its slice of the same global
+    batches; Muon gathers each matrix whole, each process orthogonalises half of them and shares the results. So
     every step's loss matches to LOSS_TOLERANCE (measured: equal to 1e-6), and a resume that lost the optimizer
     state (Muon's momentum, AdamW's moments) would not: dropping it changed the loss of step 4 by 5e-3."""
     steps, stop = 6, "+callbacks.stop._target_=tests.helpers.StopAtStep"
