@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -75,7 +75,7 @@ def load_model_dir(
 ) -> tuple[GPT, Tokenizer]:
     """Builds the model from config.json, checks that model.safetensors holds exactly its weights, loads them,
     and loads the tokenizer. With `empty`, the checked network stays on the meta device, for a trainer to load
-    in configure_model (`saved_weights(directory)`), each process only its shard under FSDP."""
+    in configure_model (`SavedWeights(directory)`), each process only its shard under FSDP."""
     directory = Path(directory)
     missing = [name for name in FILES if not (directory / name).is_file()]
     if missing:
@@ -96,7 +96,7 @@ def load_model_dir(
     model = build_gpt(config, empty=True)
     check_weights(directory, model)
     if not empty:
-        materialize(model, torch.device(device), weights=saved_weights(directory))
+        materialize(model, torch.device(device), weights=SavedWeights(directory))
     return model.eval(), tokenizer
 
 
@@ -135,12 +135,23 @@ def check_weights(directory: Path, model: GPT) -> None:
         )
 
 
-def saved_weights(directory: str | Path) -> Callable[[list[str]], torch.Tensor]:
-    """Reads one weight of model.safetensors, saved under any of the given names, into the CPU's memory."""
-    path = Path(directory) / "model.safetensors"
+class SavedWeights(Mapping[str, torch.Tensor]):
+    """model.safetensors as a mapping of weight name to whole tensor, each read from the file only when asked for
+    (a tied weight is saved under one of its two names)."""
 
-    def read(names: list[str]) -> torch.Tensor:
-        with safe_open(path, framework="pt") as f:
-            return f.get_tensor(next((name for name in names if name in f.keys()), names[0]))  # noqa: SIM118
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / "model.safetensors"
+        with safe_open(self.path, framework="pt") as f:
+            self.names = set(f.keys())
 
-    return read
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.names:
+            raise KeyError(f"{self.path} has no weight {name}")
+        with safe_open(self.path, framework="pt") as f:
+            return f.get_tensor(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)

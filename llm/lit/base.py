@@ -3,7 +3,7 @@ per-step seeding (exact resumes with dropout), and what to do with a non-finite 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -20,7 +20,6 @@ from llm.model.gpt import is_empty, materialize
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
 ScheduleFactory = Callable[..., Callable[[int], float]]
-SavedWeights = Callable[[list[str]], Tensor]  # a weight's names -> the whole tensor saved (llm.export.saved_weights)
 
 
 def seed_generators(seed: int, device: torch.device) -> None:
@@ -39,8 +38,8 @@ class NonFiniteError(UserError):
 
 class TrainModule(L.LightningModule):
     """Trains `model` (built once, outside, and passed in); subclasses say how a batch becomes a loss. A `model`
-    still on the meta device gets its memory and starting weights in configure_model: `weights` (saved ones), or
-    else drawn from `seed`."""
+    still on the meta device gets its memory and starting weights in configure_model: `weights` (saved whole tensors
+    by name, llm.export.model_dir.SavedWeights), or else drawn from `seed`."""
 
     def __init__(
         self,
@@ -50,7 +49,7 @@ class TrainModule(L.LightningModule):
         *,
         nonfinite: str = "stop",
         seed: int = 0,
-        weights: SavedWeights | None = None,
+        weights: Mapping[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.model, self.saved_weights = model, weights

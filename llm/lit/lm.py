@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from llm.errors import ConfigError
-from llm.lit.base import OptimizerFactory, SavedWeights, ScheduleFactory, TrainModule
+from llm.lit.base import OptimizerFactory, ScheduleFactory, TrainModule
 from llm.model import GPT
 from llm.objectives import IGNORE_INDEX, LanguageModeling
 
@@ -28,7 +29,7 @@ class LMModule(TrainModule):
         bytes_per_token: float | None = None,
         nonfinite: str = "stop",
         seed: int = 0,
-        weights: SavedWeights | None = None,
+        weights: Mapping[str, Tensor] | None = None,
     ) -> None:
         super().__init__(model, optimizer, scheduler, nonfinite=nonfinite, seed=seed, weights=weights)
         if not isinstance(objective, LanguageModeling):

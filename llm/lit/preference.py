@@ -9,6 +9,7 @@ responses, an estimate of the policy's KL from the reference on them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from llm.errors import ConfigError
-from llm.lit.base import OptimizerFactory, SavedWeights, ScheduleFactory, TrainModule
+from llm.lit.base import OptimizerFactory, ScheduleFactory, TrainModule
 from llm.model import GPT
 from llm.objectives import IGNORE_INDEX, PairLogps, PreferenceObjective, sequence_logprobs
 
@@ -55,7 +56,7 @@ class PreferenceModule(TrainModule):
         reference: dict[str, Tensor] | None = None,
         nonfinite: str = "stop",
         seed: int = 0,
-        weights: SavedWeights | None = None,
+        weights: Mapping[str, Tensor] | None = None,
     ) -> None:
         super().__init__(model, optimizer, scheduler, nonfinite=nonfinite, seed=seed, weights=weights)
         if not isinstance(objective, PreferenceObjective):

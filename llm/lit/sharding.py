@@ -9,7 +9,7 @@ drawn whole from the run's seed one weight at a time (llm/model/init.py). So no 
 network, and a sharded run starts from exactly the weights of a one-process run with the same seed, which
 tests/run/test_ddp.py checks step by step. (torch's own random initialisation of a sharded tensor would not: on
 CPUs it draws the same numbers for every shard.) A network from a model directory (llm sft, llm dpo) comes the
-same way, each process keeping its slice of each saved weight (llm.export.model_dir.saved_weights).
+same way, each process keeping its slice of each saved weight (llm.export.model_dir.SavedWeights).
 
 Checkpoints are one file (the full state gathered to rank 0), which a run of any strategy and any number of
 processes loads (`ckpt_path=FILE`; a resume keeps the run's own trainer.devices, hence its global batch), and the
@@ -95,8 +95,5 @@ def whole_network(trainer: L.Trainer, network: GPT) -> GPT | None:
         return None
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     whole = build_gpt(network.config, empty=True)
-    # a tied weight may be gathered under one of its two names; a weight under neither is a KeyError
-    materialize(
-        whole, torch.device("cpu"), weights=lambda names: weights[next((n for n in names if n in weights), names[0])]
-    )
+    materialize(whole, torch.device("cpu"), weights=weights)
     return whole.train(network.training)

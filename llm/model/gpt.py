@@ -22,7 +22,7 @@ Weight names (stable; export and checkpoints rely on them):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -167,11 +167,11 @@ def is_empty(network: nn.Module) -> bool:
 
 
 def materialize(
-    network: GPT, device: torch.device, seed: int | None = None, weights: Callable[[list[str]], Tensor] | None = None
+    network: GPT, device: torch.device, seed: int | None = None, weights: Mapping[str, Tensor] | None = None
 ) -> None:
     """Gives a network on the meta device, whole or already sharded (FSDP), memory on `device` and its starting
-    weights, this process's shard of each when sharded: `weights(names)`, a saved tensor under one of the weight's
-    names (a model directory's file), or else drawn from `seed` (None: a seed drawn from torch's generator)."""
+    weights, this process's shard of each when sharded: the whole tensors `weights` holds by name (a model
+    directory's file), or else drawn from `seed` (None: a seed drawn from torch's generator)."""
     network.to_empty(device=device)
     if network.config.tie_weights and network.head.weight is not network.token_embedding.weight:
         network.head.weight = network.token_embedding.weight  # to_empty gives each of the two its own tensor

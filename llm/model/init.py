@@ -13,7 +13,7 @@ whole weight at a time, never the whole network.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -64,11 +64,11 @@ def initialize_gpt(network: nn.Module, n_layer: int, seed: int) -> None:
 
 
 @torch.no_grad()
-def load_weights(network: nn.Module, weights: Callable[[list[str]], Tensor]) -> None:
-    """Sets every weight of `network` to `weights(names)`, the whole tensor saved under one of its names (a tied
-    weight has two), or this process's shard of it, and computes the fixed tables."""
+def load_weights(network: nn.Module, weights: Mapping[str, Tensor]) -> None:
+    """Sets every weight of `network` to the whole tensor `weights` holds under one of its names (a tied weight has
+    two), or to this process's shard of it, and computes the fixed tables."""
     for names, param in weight_names(network):
-        fill(param, weights(names))
+        fill(param, weights[next((name for name in names if name in weights), names[0])])
     reset_tables(network)
 
 

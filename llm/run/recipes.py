@@ -14,7 +14,7 @@ from llm.data.pretrain import PretrainDataModule
 from llm.data.sft import SFTDataModule
 from llm.errors import ConfigError
 from llm.export import load_model_dir
-from llm.export.model_dir import read_model_config, saved_weights
+from llm.export.model_dir import SavedWeights, read_model_config
 from llm.lit.lm import LMModule
 from llm.lit.preference import PreferenceModule
 from llm.model import GPT, ModelConfig, build_gpt
@@ -73,7 +73,7 @@ def pretrain(cfg: DictConfig) -> Parts:
 def load_trainable(cfg: DictConfig) -> tuple[GPT, Tokenizer]:
     """The model directory `model=` in training mode, compiled when `compile=true` (as for pretraining); checked
     here and left on the meta device: its weights are read in configure_model, each process only its shards under
-    trainer=fsdp (pass `saved_weights(cfg.model_dir)` to the module)."""
+    trainer=fsdp (pass `SavedWeights(cfg.model_dir)` to the module)."""
     network, tokenizer = load_model_dir(cfg.model_dir, empty=True)
     network.train()
     if cfg.compile:
@@ -104,7 +104,7 @@ def sft(cfg: DictConfig) -> Parts:
         instantiate(cfg.scheduler),
         nonfinite=cfg.nonfinite,
         seed=cfg.seed,
-        weights=saved_weights(cfg.model_dir),
+        weights=SavedWeights(cfg.model_dir),
     )
     data_key = f"{file_sha256(Path(d.path)) if Path(d.path).is_file() else d.path}:{d.packing}:{d.val_fraction}"
     info = {"base_model": str(Path(cfg.model_dir).resolve())}
@@ -142,7 +142,7 @@ def dpo(cfg: DictConfig) -> Parts:
         reference=reference,
         nonfinite=cfg.nonfinite,
         seed=cfg.seed,
-        weights=saved_weights(cfg.model_dir),
+        weights=SavedWeights(cfg.model_dir),
     )
     info = {"base_model": str(Path(cfg.model_dir).resolve()), "reference_model": str(reference_dir.resolve())}
     return Parts(datamodule, module, tokenizer, datamodule.fingerprint, info, load_chat_template(cfg.model_dir))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llm.export import ModelDirError, load_model_dir, save_model_dir
-from llm.export.model_dir import saved_weights
+from llm.export.model_dir import SavedWeights
 from llm.model import ModelConfig, Part, build_gpt
 from llm.model.gpt import is_empty, materialize
 from llm.tokenizer import train_tokenizer
@@ -45,12 +45,12 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("tie", [True, False])
-def test_an_empty_load_is_checked_now_and_filled_later_with_the_saved_weights(tmp_path: Path, tie: bool) -> None:
+def test_an_empty_load_is_checked_now_and_filled_later_with_the_SavedWeights(tmp_path: Path, tie: bool) -> None:
     directory = saved(tmp_path, tie_weights=tie)
     whole, _ = load_model_dir(directory)
     empty, _ = load_model_dir(directory, empty=True)
     assert is_empty(empty)
-    materialize(empty, torch.device("cpu"), weights=saved_weights(directory))
+    materialize(empty, torch.device("cpu"), weights=SavedWeights(directory))
     assert (empty.head.weight is empty.token_embedding.weight) == tie
     expected = whole.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in empty.state_dict().items())

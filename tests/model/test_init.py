@@ -87,14 +87,14 @@ def shard_and_materialize(rank: int, world: int, model_dir: str | None) -> tuple
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from llm.export.model_dir import saved_weights
+    from llm.export.model_dir import SavedWeights
 
     network = build_gpt(config(), empty=True)
     mesh = init_device_mesh("cpu", (world,))
     for block in network.blocks:
         fully_shard(block, mesh=mesh)
     fully_shard(network, mesh=mesh)
-    weights = None if model_dir is None else saved_weights(model_dir)
+    weights = None if model_dir is None else SavedWeights(model_dir)
     materialize(network, torch.device("cpu"), seed=11, weights=weights)
     whole = {k: v.full_tensor() for k, v in network.state_dict().items()}
     local = network.token_embedding.weight.to_local().shape[0]
