@@ -1,6 +1,7 @@
 """Training-step speed and model FLOPs utilisation (MFU) of a model preset on one device, in one process.
 
     python benchmarks/mfu.py --model gpt2_small --device cuda --precision bf16 --compile --batch 16
+    python benchmarks/mfu.py --model gpt2_small --device cuda --precision bf16 --compile --compile-loss --sdpa cudnn
     python benchmarks/mfu.py --model nanogpt_cpu --batch 12                         # CPU, fp32, eager
 
 A bare PyTorch loop over our GPT (forward, cross-entropy, backward, AdamW — fused on CUDA) on random tokens, after
@@ -8,6 +9,8 @@ warm-up steps. Model FLOPs per token are 6·N (N: the weights of every matrix mu
 12·n_layer·n_embd·T for attention scores and values (PaLM's count), so MFU = FLOPs/s ÷ peak. The peak is measured in
 the same run: the best of several large matrix products in the same dtype on the same device. For a card whose
 datasheet bf16 dense peak is known (NOMINAL_BF16_TFLOPS), the row also gives MFU against that peak (`mfu_nominal`).
+`--compile-loss` compiles the cross-entropy too (as `compile=true` does in training), `--sdpa` picks the attention
+kernel on CUDA, and `--profile N` prints the kernels that took the most device time over N more steps.
 Prints one JSON row and appends it to runs/bench/mfu.json.
 """
 
@@ -23,7 +26,7 @@ from common import DTYPES, flops_per_token, matmul_peak, sync
 
 from llm.configs import compose_config
 from llm.model import GPT, build_gpt
-from llm.objectives import causal_lm_loss
+from llm.objectives import CausalLM
 from llm.run.recipes import model_config
 
 # datasheet dense bf16 tensor-core peaks (TFLOP/s, no sparsity), by a part of the name CUDA reports
@@ -35,24 +38,57 @@ def nominal_peak(device_name: str) -> float | None:
     return next((1e12 * tf for part, tf in NOMINAL_BF16_TFLOPS.items() if part in device_name), None)
 
 
-def step_time(model: GPT, batch: int, steps: int, warmup: int, device: torch.device, precision: str) -> float:
-    """Seconds per optimizer step, the median of `steps` timed steps."""
-    config = model.config
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    x = torch.randint(0, config.vocab_size, (batch, config.block_size + 1), device=device)
-    times = []
-    for step in range(warmup + steps):
-        sync(device)
-        started = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = causal_lm_loss(model(x[:, :-1]), x[:, 1:])
+SDPA_BACKENDS = {"flash": "flash", "efficient": "mem_efficient", "cudnn": "cudnn", "math": "math"}
+
+
+def use_sdpa_backend(name: str) -> None:
+    """Leaves only the SDPA kernel `name` enabled on CUDA ("auto": torch's own choice among all of them)."""
+    if name != "auto":
+        for backend in SDPA_BACKENDS.values():
+            getattr(torch.backends.cuda, f"enable_{backend}_sdp")(backend == SDPA_BACKENDS[name])
+
+
+class Stepper:
+    """One optimizer step of `model` on a fixed random batch: forward, loss, backward, AdamW (fused on CUDA)."""
+
+    def __init__(self, model: GPT, batch: int, device: torch.device, precision: str, objective: CausalLM) -> None:
+        config = model.config
+        self.model, self.objective, self.device, self.precision = model, objective, device, precision
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+        self.x = torch.randint(0, config.vocab_size, (batch, config.block_size + 1), device=device)
+
+    def __call__(self) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = self.objective(self.model(self.x[:, :-1]), self.x[:, 1:])
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync(device)
-        if step >= warmup:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def step_time(step: Stepper, steps: int, warmup: int) -> float:
+    """Seconds per optimizer step, the median of `steps` timed steps after `warmup` untimed ones."""
+    times = []
+    for index in range(warmup + steps):
+        sync(step.device)
+        started = time.perf_counter()
+        step()
+        sync(step.device)
+        if index >= warmup:
             times.append(time.perf_counter() - started)
     return sorted(times)[len(times) // 2]
+
+
+def print_profile(step: Stepper, steps: int) -> None:
+    """The 25 kernels and ops with the most device (or CPU) time over `steps` more steps."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if step.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step()
+        sync(step.device)
+    key = "self_cuda_time_total" if step.device.type == "cuda" else "self_cpu_time_total"
+    print(profiler.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70))
 
 
 def main() -> None:
@@ -64,12 +100,18 @@ def main() -> None:
     parser.add_argument("--precision", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--compile-mode", default=None, help="torch.compile's mode, e.g. max-autotune-no-cudagraphs")
+    parser.add_argument("--compile-loss", action="store_true", help="compile the cross-entropy as well")
+    parser.add_argument("--sdpa", choices=["auto", *SDPA_BACKENDS], default="auto", help="attention kernel (CUDA)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print a kernel profile of N steps")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/mfu.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.sdpa != "auto" and device.type != "cuda":
+        parser.error(f"--sdpa {args.sdpa} picks a CUDA kernel; leave it at auto with --device {args.device}")
     torch.backends.cuda.matmul.allow_tf32 = True
+    use_sdpa_backend(args.sdpa)
     vocab = args.vocab or (50304 if device.type == "cuda" else 65)
     config = model_config(compose_config("train", [f"model={args.model}"]), vocab)
     torch.manual_seed(0)
@@ -77,12 +119,19 @@ def main() -> None:
     flops = flops_per_token(model)
     if args.compile:
         model = torch.compile(model, mode=args.compile_mode)  # type: ignore[assignment]
-    seconds = step_time(model, args.batch, args.steps, args.warmup, device, args.precision)
+    objective = CausalLM()
+    if args.compile_loss:
+        objective.compile()
+    step = Stepper(model, args.batch, device, args.precision, objective)
+    seconds = step_time(step, args.steps, args.warmup)
+    if args.profile:
+        print_profile(step, args.profile)
     tokens = args.batch * config.block_size
     peak = matmul_peak(device, DTYPES[args.precision], 8192 if device.type == "cuda" else 2048)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     nominal = nominal_peak(device_name) if args.precision == "bf16" else None
     compiled = ["compile", *([args.compile_mode] if args.compile_mode else [])] if args.compile else []
+    compiled += ["compiled loss"] * args.compile_loss + [f"sdpa {args.sdpa}"] * (args.sdpa != "auto")
     row = {
         "name": " ".join(["bare", args.model, args.device, args.precision, *compiled]),
         "device": device_name,

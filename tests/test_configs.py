@@ -13,7 +13,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from llm.configs import compose_config, config_dir
 from llm.model import MODEL_PARTS, build_gpt
-from llm.run.recipes import model_config
+from llm.objectives import causal_lm_loss
+from llm.run.recipes import build_objective, model_config
 from llm.run.runner import instantiate_all
 from llm.tokenizer import TOKENIZERS, train_tokenizer
 from tests.conftest import tiny_overrides
@@ -253,3 +254,14 @@ def test_the_speedrun_validates_once_at_the_end_and_keeps_no_checkpoints_on_the_
         True,
         "rope",
     )
+
+
+@pytest.mark.parametrize("command", ["train", "sft", "dpo"])
+def test_compile_true_compiles_a_language_modelling_loss(command: str) -> None:
+    """compile=true compiles the cross-entropy with the network (the preference losses stay as they are)."""
+    compiled = build_objective(compose_config(command, ["compile=true"]))
+    eager = build_objective(compose_config(command, ["compile=false"]))
+    if command == "dpo":
+        assert type(compiled) is type(eager) and type(compiled).loss is compiled.loss.__func__  # its own method
+    else:
+        assert eager.loss is causal_lm_loss and compiled.loss is not causal_lm_loss

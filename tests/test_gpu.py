@@ -1,5 +1,6 @@
 """The GPU path (marked `gpu`: skipped without CUDA, run with `pytest -m gpu`): training through `trainer=gpu`
-(bf16 autocast, fused AdamW), the two attention paths on the GPU, and cached generation on the GPU."""
+(bf16 autocast, fused AdamW), compiled or not, the two attention paths on the GPU, and cached generation on the
+GPU."""
 
 from __future__ import annotations
 
@@ -67,6 +68,22 @@ def test_trainer_gpu_trains_in_bf16_on_the_gpu(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 20 and math.isfinite(summary["train_loss"])
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_compiled_training_on_the_gpu_follows_the_eager_run(tmp_path: Path) -> None:
+    """compile=true (the network and the cross-entropy compiled) under trainer=gpu: the losses of the eager run,
+    to bf16's rounding."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(tiny_corpus_text())
+
+    def summary(run: str, *extra: str) -> dict:
+        overrides = [o for o in tiny_overrides(tmp_path, corpus, run, steps=20) if not o.startswith("trainer.acc")]
+        train(compose_config("train", [*overrides, "trainer=gpu", *extra]))
+        return json.loads((tmp_path / run / "summary.json").read_text())
+
+    eager, compiled = summary("eager"), summary("compiled", "compile=true")
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=0.02)
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=0.02)
 
 
 def test_batches_are_pinned_for_a_gpu_trainer() -> None:

@@ -43,6 +43,21 @@ def test_causal_lm_loss_ignores_minus_100() -> None:
     assert causal_lm_loss(logits, targets).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_the_compiled_loss_matches_the_hand_value_and_the_eager_gradient() -> None:
+    """objective.compile() (what compile=true does) gives the same loss, -100 left out, and the same gradient."""
+    logits = torch.tensor([[ROWS[0], ROWS[1]], [ROWS[2], ROWS[3]]], requires_grad=True)
+    targets = torch.tensor([[2, -100], [-100, 2]])
+    objective = OBJECTIVES.build("causal_lm")
+    objective.compile()
+    assert objective.loss is not causal_lm_loss
+    loss = objective(logits, targets)
+    assert loss.item() == pytest.approx(-(log_softmax(ROWS[0], 2) + math.log(1 / 2)) / 2, rel=1e-6)
+    (compiled_grad,) = torch.autograd.grad(loss, logits)
+    (eager_grad,) = torch.autograd.grad(causal_lm_loss(logits, targets), logits)
+    torch.testing.assert_close(compiled_grad, eager_grad)
+    assert compiled_grad[0, 1].abs().sum() == 0  # an ignored position gets no gradient
+
+
 def test_causal_lm_loss_is_computed_in_float32() -> None:
     """bfloat16 logits still give a float32 loss (the softmax is taken in float32)."""
     logits = torch.tensor([[ROWS[1], ROWS[3]]]).bfloat16()
