@@ -66,8 +66,7 @@ from llm.configs import compose_config
 from llm.data.pretrain import RandomWindows
 from llm.data.tokens import prepare_token_splits
 from llm.model import build_gpt
-from llm.objectives import causal_lm_loss
-from llm.run.recipes import model_config
+from llm.run.recipes import build_objective, model_config
 from llm.train import train
 
 ATTENTIONS, PRECISIONS, COMPILES = ("manual", "fused"), ("32", "bf16-mixed"), ("off", "on")
@@ -192,7 +191,9 @@ def loop_rates(step: Callable[[], None], tokens_per_step: int, warmup: int, s: S
 def bare_step(
     model: nn.Module, forward: Callable[[Tensor], Tensor], cfg: DictConfig, batches: Iterator[Any], precision: str
 ) -> Callable[[], None]:
-    """One optimizer step as `llm train` takes it: next batch, forward, loss, backward, clip, the config's AdamW."""
+    """One optimizer step as `llm train` takes it: next batch, forward, loss, backward, clip, the config's AdamW;
+    the loss is the config's objective, compiled with compile=true as in training."""
+    objective = build_objective(cfg)
     optimizer = instantiate(cfg.optim)(model)
     params = [p for p in model.parameters() if p.requires_grad]
     device = next(model.parameters()).device
@@ -201,7 +202,7 @@ def bare_step(
     def step() -> None:
         inputs, targets = (t.to(device, non_blocking=True) for t in next(batches))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-            loss = causal_lm_loss(forward(inputs), targets)
+            loss = objective(forward(inputs), targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, clip)
         optimizer.step()

@@ -252,7 +252,11 @@ def _(w: World) -> list[str]:
     return w.train("overwrite=no")
 
 
-@case("train-compile-not-a-boolean", "compile must be true or false, got 'maybe'", "compile=true or compile=false")
+@case(
+    "train-compile-not-a-boolean",
+    "compile must be true or false (or null), got 'maybe'",
+    "compile=true or compile=false",
+)
 def _(w: World) -> list[str]:
     return w.train("compile=maybe")
 

@@ -14,7 +14,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from llm.configs import compose_config, config_dir
 from llm.model import MODEL_PARTS, build_gpt
 from llm.objectives import causal_lm_loss
-from llm.run.recipes import build_objective, model_config
+from llm.run.recipes import build_objective, compiles, model_config
 from llm.run.runner import instantiate_all
 from llm.tokenizer import TOKENIZERS, train_tokenizer
 from tests.conftest import tiny_overrides
@@ -265,3 +265,27 @@ def test_compile_true_compiles_a_language_modelling_loss(command: str) -> None:
         assert type(compiled) is type(eager) and type(compiled).loss is compiled.loss.__func__  # its own method
     else:
         assert eager.loss is causal_lm_loss and compiled.loss is not causal_lm_loss
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cuda", "expected"),
+    [
+        (["trainer=gpu"], True, True),  # compile=null, the default: on for a CUDA GPU the trainer names
+        (["trainer=gpu", "compile=false"], True, False),
+        (["trainer=fsdp"], True, False),  # several processes: compile=true asks for it
+        (["trainer=ddp", "trainer.accelerator=gpu"], True, False),
+        (["trainer=gpu", "trainer.devices=2"], True, False),
+        (["trainer=fsdp", "compile=true"], True, True),
+        (["trainer=gpu"], False, False),  # Lightning's "gpu" on a Mac is MPS, where compile is not taken
+        ([], True, False),  # trainer.accelerator=auto on a CUDA machine: fp32, eager, unless asked
+        (["compile=true"], False, True),
+    ],
+)
+def test_compile_null_compiles_on_a_named_cuda_gpu_only(
+    monkeypatch: pytest.MonkeyPatch, overrides: list[str], cuda: bool, expected: bool
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    cfg = compose_config("train", overrides)
+    assert cfg.compile is None or "compile=" in " ".join(overrides)
+    assert compiles(cfg) is expected
+    assert (build_objective(cfg).loss is not causal_lm_loss) is expected

@@ -65,11 +65,14 @@ def need_choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
 
 
-def need_bool(cfg: DictConfig, key: str) -> None:
+def need_bool(cfg: DictConfig, key: str, *, optional: bool = False) -> None:
     """A switch is a real boolean: `overwrite=no` is the text 'no', which Python would take as true."""
     value = value_of(cfg, key)
-    if value is not ABSENT and not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}; write {key}=true or {key}=false")
+    if value is ABSENT or (optional and value is None):
+        return
+    if not isinstance(value, bool):
+        none = " (or null)" if optional else ""
+        raise ConfigError(f"{key} must be true or false{none}, got {value!r}; write {key}=true or {key}=false")
 
 
 # what the user sets for a setting that is only interpolated from another one (conf/data/text.yaml)
@@ -115,8 +118,9 @@ def check_no_missing(cfg: DictConfig) -> None:
 
 def check_switches(cfg: DictConfig) -> None:
     """On/off settings are true or false, not text that merely looks like an answer."""
-    for key in ("overwrite", "compile", "trainer.enable_progress_bar", "trainer.enable_model_summary"):
+    for key in ("overwrite", "trainer.enable_progress_bar", "trainer.enable_model_summary"):
         need_bool(cfg, key)
+    need_bool(cfg, "compile", optional=True)  # null: decided by the accelerator (llm.run.recipes.compiles)
 
 
 def lightning_precisions() -> list[str | int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,14 +32,26 @@ def model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig.from_dict({**{str(k): v for k, v in node.items()}, "vocab_size": vocab_size})
 
 
+def compiles(cfg: DictConfig) -> bool:
+    """Whether the network and its loss are compiled: `compile` as given, or with compile=null (the default) when
+    the run trains on one CUDA GPU named by the trainer (trainer=gpu). Not on CPUs, where compiling a small model
+    costs more time than it gives back in a short run; and not under trainer=ddp or fsdp unless asked for, as
+    compiling with those strategies has not been checked on GPUs yet."""
+    if cfg.compile is not None:
+        return bool(cfg.compile)
+    trainer = cfg.trainer
+    one_process = trainer.get("strategy") is None and trainer.get("devices") == 1 and trainer.get("num_nodes", 1) == 1
+    return str(trainer.accelerator) in ("gpu", "cuda") and one_process and torch.cuda.is_available()
+
+
 def build_objective(cfg: DictConfig) -> object:
     """The `objective` node as a registry entry: `name` picks it, the other keys are its options. With
-    compile=true a language-modelling loss is compiled, as the network is."""
+    compiles(cfg) a language-modelling loss is compiled, as the network is."""
     options = OmegaConf.to_container(cfg.objective, resolve=True)
     assert isinstance(options, dict)
     name = str(options.pop("name"))
     objective = OBJECTIVES.build(name, **{str(k): v for k, v in options.items()})
-    if cfg.compile and isinstance(objective, LanguageModeling):
+    if compiles(cfg) and isinstance(objective, LanguageModeling):
         objective.compile()  # the cross-entropy over a GPT-2-sized vocabulary: 1.3x the tokens/s on an H100
     return objective
 
@@ -60,7 +73,7 @@ def pretrain(cfg: DictConfig) -> Parts:
     # created on the meta device: its memory and weights come in configure_model (llm/lit/base.py), sharded there
     # under trainer=fsdp, from cfg.seed alone
     network = build_gpt(model_config(cfg, splits.tokenizer.vocab_size), empty=True)
-    if cfg.compile:
+    if compiles(cfg):
         network.compile()
     module = LMModule(
         network,
@@ -75,12 +88,12 @@ def pretrain(cfg: DictConfig) -> Parts:
 
 
 def load_trainable(cfg: DictConfig) -> tuple[GPT, Tokenizer]:
-    """The model directory `model=` in training mode, compiled when `compile=true` (as for pretraining); checked
+    """The model directory `model=` in training mode, compiled as for pretraining (`compiles`); checked
     here and left on the meta device: its weights are read in configure_model, each process only its shards under
     trainer=fsdp (pass `SavedWeights(cfg.model_dir)` to the module)."""
     network, tokenizer = load_model_dir(cfg.model_dir, empty=True)
     network.train()
-    if cfg.compile:
+    if compiles(cfg):
         network.compile()
     return network, tokenizer
 
