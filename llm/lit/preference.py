@@ -9,7 +9,7 @@ responses, an estimate of the policy's KL from the reference on them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -33,11 +33,14 @@ METRICS = (
 )
 
 
-def pair_logps(model: GPT, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Summed response log-probs and response lengths of chosen (rows :B) and rejected (rows B:), in one pass."""
+def pair_logps(
+    model: GPT, batch: dict[str, Tensor], logprobs: Callable[[Tensor, Tensor, Tensor], Tensor] = sequence_logprobs
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Summed response log-probs and response lengths of chosen (rows :B) and rejected (rows B:), in one pass;
+    `logprobs` is sequence_logprobs, or the objective's compiled copy of it."""
     targets = batch["targets"]
     mask = targets != IGNORE_INDEX
-    logps = sequence_logprobs(model(batch["input_ids"]), targets, mask)  # (2B,)
+    logps = logprobs(model(batch["input_ids"]), targets, mask)  # (2B,)
     lengths = mask.sum(dim=-1).float()
     b = len(batch["index"])
     return logps[:b], logps[b:], lengths[:b], lengths[b:]
@@ -74,7 +77,7 @@ class PreferenceModule(TrainModule):
         )
 
     def step(self, batch: dict[str, Tensor], split: str) -> tuple[Tensor, dict[str, Tensor]]:
-        chosen, rejected, chosen_tokens, rejected_tokens = pair_logps(self.model, batch)
+        chosen, rejected, chosen_tokens, rejected_tokens = pair_logps(self.model, batch, self.objective.logprobs)
         ref = getattr(self, f"reference_{split}", None)
         pairs = ref[batch["index"]] if ref is not None else None  # (B, 2)
         logps = PairLogps(

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from llm.errors import ConfigError
-from llm.objectives.causal_lm import OBJECTIVES
+from llm.objectives.causal_lm import OBJECTIVES, sequence_logprobs
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ class PreferenceObjective:
     kind = "preference"
     reference_free: bool = False
     name = "preference"
+    logprobs = staticmethod(sequence_logprobs)  # the policy's logits -> the summed response log-probs it takes
+
+    def compile(self) -> None:
+        """Compiles `logprobs` (`compile=true` does, with the network): one fused pass over the logits."""
+        self.logprobs = torch.compile(sequence_logprobs)
 
     def __call__(self, logps: PairLogps) -> PreferenceLoss:
         shape = logps.chosen.shape

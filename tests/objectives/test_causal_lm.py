@@ -83,6 +83,18 @@ def test_sequence_logprobs_sum_masked_positions_per_sequence() -> None:
     torch.testing.assert_close(got, torch.tensor(expected), rtol=1e-6, atol=1e-6)
 
 
+def test_a_preference_objective_compiles_its_logprobs_to_the_same_values() -> None:
+    """objective.compile() (compile=true under llm dpo) gives the hand-worked sums of the test above."""
+    logits = torch.tensor([[ROWS[0], ROWS[1], ROWS[2]], [ROWS[3], [3.0, 3.0, 3.0], [math.log(3.0), 0.0, 0.0]]])
+    targets = torch.tensor([[2, 1, 0], [2, -100, 0]])
+    mask = torch.tensor([[True, True, False], [True, False, True]])
+    objective = OBJECTIVES.build("dpo")
+    objective.compile()
+    assert objective.logprobs is not sequence_logprobs
+    expected = [3 - math.log(math.e + math.e**2 + math.e**3) + math.log(1 / 3), math.log(0.3)]
+    torch.testing.assert_close(objective.logprobs(logits, targets, mask), torch.tensor(expected))
+
+
 def test_sequence_logprobs_of_an_empty_mask_is_zero() -> None:
     """No position selected: the sum is 0, whatever the logits and targets (-100 included)."""
     logits = torch.tensor([[ROWS[0], ROWS[2]]])

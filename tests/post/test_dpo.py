@@ -122,6 +122,17 @@ def test_a_dpo_run_resumes_exactly(workdir: Path, base_model: Path, pairs_file: 
         assert got[step] == pytest.approx(expected[step], rel=1e-5), step
 
 
+@pytest.mark.slow
+def test_a_compiled_dpo_run_follows_the_eager_one(workdir: Path, base_model: Path, pairs_file: Path) -> None:
+    """compile=true (the policy and its log-probs compiled) takes the eager run's steps, to float rounding."""
+    dpo_run(workdir, base_model, pairs_file, "eager", "compile=false", steps=4)
+    dpo_run(workdir, base_model, pairs_file, "compiled", "compile=true", steps=4)
+    expected, got = series(workdir / "eager", "train/loss"), series(workdir / "compiled", "train/loss")
+    assert sorted(got) == sorted(expected) == list(range(4))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-4), step
+
+
 @pytest.mark.parametrize("objective", ["ipo", "cdpo", "hinge", "simpo"])
 def test_every_objective_trains(workdir: Path, base_model: Path, pairs_file: Path, objective: str) -> None:
     summary = dpo_run(workdir, base_model, pairs_file, f"obj-{objective}", f"objective={objective}", steps=3)
