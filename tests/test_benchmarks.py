@@ -19,12 +19,14 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 REQUIRED = ("name", "tokens_per_sec", "ms_per_step")
 
 
-def run_script(script: str, *args: str, timeout: float = 300) -> None:
+def run_script(script: str, *args: str, timeout: float = 300) -> str:
+    """The script's standard output, once it has exited cleanly."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(BENCHMARKS.parent)}
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=timeout, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 @pytest.fixture
@@ -84,6 +86,17 @@ def test_sharded_init_writes_a_row_for_each_way_and_process_count(tmp_path: Path
     for row in rows:
         assert row["shard_mib"] == pytest.approx(row["model_mib"] / 2, rel=0.01)  # each process half of each weight
         assert row["rise_mib"] >= 0 and row["seconds"] > 0 and "sharded_init.py" in row["command"]
+
+
+@pytest.mark.slow
+def test_mfu_writes_its_row_and_a_profile_with_the_loss_compiled(tmp_path: Path) -> None:
+    out = tmp_path / "mfu.json"
+    args = ["--model", "nanogpt_cpu", "--steps", "2", "--warmup", "1", "--compile-loss", "--profile", "1"]
+    printed = run_script("mfu.py", *args, "--out", str(out))
+    (row,) = json.loads(out.read_text())
+    assert row["name"] == "bare nanogpt_cpu cpu fp32 compiled loss" and row["mfu_nominal"] is None
+    assert row["tokens_per_sec"] > 0 and 0 < row["mfu"] and row["batch"] == 12
+    assert "Self CPU" in printed  # the profile's table
 
 
 def test_the_reference_gpt_has_the_shape_of_ours(monkeypatch: pytest.MonkeyPatch) -> None:
