@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path's checks in one go, for a machine with one CUDA GPU (issue 11, part 7): the gpu-marked tests (FSDP2
 # and NCCL among them), then benchmarks/mfu.py on gpt2_small in bf16 at batch 32, compiled, three ways in one sitting:
-# the network alone compiled; the cross-entropy compiled too (what compile=true does in training); and that with
+# the network alone compiled; the cross-entropy compiled too (what training on a GPU does); and that with
 # cuDNN's attention kernel, with a kernel profile. (mode=max-autotune-no-cudagraphs was tried too, on an H100: its
 # autotuning ran past 200 s without finishing.)
 #   bash benchmarks/gpu.sh [OUT_DIR]        # rows go to OUT_DIR/mfu.json (default runs/bench), logs beside them

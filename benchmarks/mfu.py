@@ -9,7 +9,7 @@ warm-up steps. Model FLOPs per token are 6·N (N: the weights of every matrix mu
 12·n_layer·n_embd·T for attention scores and values (PaLM's count), so MFU = FLOPs/s ÷ peak. The peak is measured in
 the same run: the best of several large matrix products in the same dtype on the same device. For a card whose
 datasheet bf16 dense peak is known (NOMINAL_BF16_TFLOPS), the row also gives MFU against that peak (`mfu_nominal`).
-`--compile-loss` compiles the cross-entropy too (as `compile=true` does in training), `--sdpa` picks the attention
+`--compile-loss` compiles the cross-entropy too (as training does when it compiles), `--sdpa` picks the attention
 kernel on CUDA, and `--profile N` prints the kernels that took the most device time over N more steps.
 Prints one JSON row and appends it to runs/bench/mfu.json.
 """
@@ -131,7 +131,10 @@ def main() -> None:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     nominal = nominal_peak(device_name) if args.precision == "bf16" else None
     compiled = ["compile", *([args.compile_mode] if args.compile_mode else [])] if args.compile else []
-    compiled += ["compiled loss"] * args.compile_loss + [f"sdpa {args.sdpa}"] * (args.sdpa != "auto")
+    if args.compile_loss:
+        compiled.append("compiled loss")
+    if args.sdpa != "auto":
+        compiled.append(f"sdpa {args.sdpa}")
     row = {
         "name": " ".join(["bare", args.model, args.device, args.precision, *compiled]),
         "device": device_name,

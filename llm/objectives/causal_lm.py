@@ -32,9 +32,7 @@ class LanguageModeling:
     """Mean next-token cross-entropy over the target positions that are not IGNORE_INDEX."""
 
     kind = "lm"
-
-    def __init__(self) -> None:
-        self.loss = causal_lm_loss
+    loss = staticmethod(causal_lm_loss)
 
     def compile(self) -> None:
         """Compiles the loss (`compile=true` does, with the network): one fused pass over the logits, which are
