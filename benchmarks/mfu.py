@@ -2,6 +2,8 @@
 
     python benchmarks/mfu.py --model gpt2_small --device cuda --precision bf16 --compile --batch 16
     python benchmarks/mfu.py --model gpt2_small --device cuda --precision bf16 --compile --compile-loss --sdpa cudnn
+    python benchmarks/mfu.py --model gpt2_small --device cuda --precision bf16 --compile --compile-loss \
+        --compile-mode max-autotune-no-cudagraphs --inductor coordinate_descent_tuning=True --batch 64
     python benchmarks/mfu.py --model nanogpt_cpu --batch 12                         # CPU, fp32, eager
 
 A bare PyTorch loop over our GPT (forward, cross-entropy, backward, AdamW — fused on CUDA) on random tokens, after
@@ -9,14 +11,16 @@ warm-up steps. Model FLOPs per token are 6·N (N: the weights of every matrix mu
 12·n_layer·n_embd·T for attention scores and values (PaLM's count), so MFU = FLOPs/s ÷ peak. The peak is measured in
 the same run: the best of several large matrix products in the same dtype on the same device. For a card whose
 datasheet bf16 dense peak is known (NOMINAL_BF16_TFLOPS), the row also gives MFU against that peak (`mfu_nominal`).
-`--compile-loss` compiles the cross-entropy too (as training does when it compiles), `--sdpa` picks the attention
-kernel on CUDA, and `--profile N` prints the kernels that took the most device time over N more steps.
+`--compile-loss` compiles the cross-entropy too (as training does when it compiles; with `--compile-mode` when given),
+`--inductor KEY=VALUE` sets a torch._inductor.config entry before compiling (e.g. combo_kernels=True), `--sdpa` picks
+the attention kernel on CUDA, and `--profile N` prints the kernels that took the most device time over N more steps.
 Prints one JSON row and appends it to runs/bench/mfu.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import time
 from pathlib import Path
@@ -41,6 +45,18 @@ def nominal_peak(device_name: str) -> float | None:
 SDPA_BACKENDS = {"flash": "flash", "efficient": "mem_efficient", "cudnn": "cudnn", "math": "math"}
 
 
+def set_inductor_options(options: list[str]) -> list[str]:
+    """Sets torch._inductor.config entries given as KEY=VALUE (the value a Python literal); returns them as given."""
+    import torch._inductor.config as inductor_config
+
+    for option in options:
+        key, _, value = option.partition("=")
+        if not hasattr(inductor_config, key):
+            raise SystemExit(f"--inductor {option}: torch._inductor.config has no entry {key!r}")
+        inductor_config.__setattr__(key, ast.literal_eval(value))
+    return options
+
+
 def use_sdpa_backend(name: str) -> None:
     """Leaves only the SDPA kernel `name` enabled on CUDA ("auto": torch's own choice among all of them)."""
     if name != "auto":
@@ -58,6 +74,7 @@ class Stepper:
         self.x = torch.randint(0, config.vocab_size, (batch, config.block_size + 1), device=device)
 
     def __call__(self) -> None:
+        torch.compiler.cudagraph_mark_step_begin()  # outputs of a CUDA-graphed step may be overwritten by the next
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             loss = self.objective(self.model(self.x[:, :-1]), self.x[:, 1:])
         loss.backward()
@@ -101,6 +118,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--compile-mode", default=None, help="torch.compile's mode, e.g. max-autotune-no-cudagraphs")
     parser.add_argument("--compile-loss", action="store_true", help="compile the cross-entropy as well")
+    parser.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE", help="an inductor option")
     parser.add_argument("--sdpa", choices=["auto", *SDPA_BACKENDS], default="auto", help="attention kernel (CUDA)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print a kernel profile of N steps")
     parser.add_argument("--steps", type=int, default=20)
@@ -112,6 +130,7 @@ def main() -> None:
         parser.error(f"--sdpa {args.sdpa} picks a CUDA kernel; leave it at auto with --device {args.device}")
     torch.backends.cuda.matmul.allow_tf32 = True
     use_sdpa_backend(args.sdpa)
+    inductor_options = set_inductor_options(args.inductor)
     vocab = args.vocab or (50304 if device.type == "cuda" else 65)
     config = model_config(compose_config("train", [f"model={args.model}"]), vocab)
     torch.manual_seed(0)
@@ -121,7 +140,7 @@ def main() -> None:
         model = torch.compile(model, mode=args.compile_mode)  # type: ignore[assignment]
     objective = CausalLM()
     if args.compile_loss:
-        objective.compile()
+        objective.compile(args.compile_mode)
     step = Stepper(model, args.batch, device, args.precision, objective)
     seconds = step_time(step, args.steps, args.warmup)
     if args.profile:
@@ -133,6 +152,7 @@ def main() -> None:
     compiled = ["compile", *([args.compile_mode] if args.compile_mode else [])] if args.compile else []
     if args.compile_loss:
         compiled.append("compiled loss")
+    compiled.extend(inductor_options)
     if args.sdpa != "auto":
         compiled.append(f"sdpa {args.sdpa}")
     row = {

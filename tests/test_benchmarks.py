@@ -92,11 +92,26 @@ def test_sharded_init_writes_a_row_for_each_way_and_process_count(tmp_path: Path
 def test_mfu_writes_its_row_and_a_profile_with_the_loss_compiled(tmp_path: Path) -> None:
     out = tmp_path / "mfu.json"
     args = ["--model", "nanogpt_cpu", "--steps", "2", "--warmup", "1", "--compile-loss", "--profile", "1"]
-    printed = run_script("mfu.py", *args, "--out", str(out))
+    printed = run_script("mfu.py", *args, "--inductor", "combo_kernels=True", "--out", str(out))
     (row,) = json.loads(out.read_text())
-    assert row["name"] == "bare nanogpt_cpu cpu fp32 compiled loss" and row["mfu_nominal"] is None
+    assert row["name"] == "bare nanogpt_cpu cpu fp32 compiled loss combo_kernels=True" and row["mfu_nominal"] is None
     assert row["tokens_per_sec"] > 0 and 0 < row["mfu"] and row["batch"] == 12
     assert "Self CPU" in printed  # the profile's table
+
+
+def test_mfu_sets_inductor_options_and_names_an_unknown_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import torch._inductor.config as inductor_config
+    from mfu import set_inductor_options  # benchmarks/mfu.py
+
+    before = inductor_config.combo_kernels
+    try:
+        assert set_inductor_options([f"combo_kernels={not before}"]) == [f"combo_kernels={not before}"]
+        assert inductor_config.combo_kernels is (not before)
+    finally:
+        inductor_config.combo_kernels = before
+    with pytest.raises(SystemExit, match="torch._inductor.config has no entry 'no_such_option'"):
+        set_inductor_options(["no_such_option=1"])
 
 
 def test_the_reference_gpt_has_the_shape_of_ours(monkeypatch: pytest.MonkeyPatch) -> None:

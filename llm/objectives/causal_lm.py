@@ -34,11 +34,11 @@ class LanguageModeling:
     kind = "lm"
     loss = staticmethod(causal_lm_loss)
 
-    def compile(self) -> None:
-        """Compiles the loss (`compile=true` does, with the network): one fused pass over the logits, which are
-        otherwise copied to fp32 whole before the softmax (at a 50k vocabulary, as large as the network's
-        activations)."""
-        self.loss = torch.compile(causal_lm_loss)
+    def compile(self, mode: str | None = None) -> None:
+        """Compiles the loss (`compile=true` does, with the network; `mode` is torch.compile's): one fused pass
+        over the logits, which are otherwise copied to fp32 whole before the softmax (at a 50k vocabulary, as large
+        as the network's activations)."""
+        self.loss = torch.compile(causal_lm_loss, mode=mode)
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
         return self.loss(logits, targets)

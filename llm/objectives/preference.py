@@ -66,9 +66,10 @@ class PreferenceObjective:
     name = "preference"
     logprobs = staticmethod(sequence_logprobs)  # the policy's logits -> the summed response log-probs it takes
 
-    def compile(self) -> None:
-        """Compiles `logprobs` (`compile=true` does, with the network): one fused pass over the logits."""
-        self.logprobs = torch.compile(sequence_logprobs)
+    def compile(self, mode: str | None = None) -> None:
+        """Compiles `logprobs` (`compile=true` does, with the network; `mode` is torch.compile's): one fused pass
+        over the logits."""
+        self.logprobs = torch.compile(sequence_logprobs, mode=mode)
 
     def __call__(self, logps: PairLogps) -> PreferenceLoss:
         shape = logps.chosen.shape

@@ -58,6 +58,17 @@ def test_the_compiled_loss_matches_the_hand_value_and_the_eager_gradient() -> No
     assert compiled_grad[0, 1].abs().sum() == 0  # an ignored position gets no gradient
 
 
+@pytest.mark.parametrize("name", ["causal_lm", "dpo"])
+def test_an_objective_compiles_with_the_mode_it_is_given(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compile(mode) hands torch.compile the mode (e.g. the network's reduce-overhead); compile() leaves it None."""
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: modes.append(mode) or fn)
+    objective = OBJECTIVES.build(name)
+    objective.compile()
+    objective.compile("reduce-overhead")
+    assert modes == [None, "reduce-overhead"]
+
+
 def test_causal_lm_loss_is_computed_in_float32() -> None:
     """bfloat16 logits still give a float32 loss (the softmax is taken in float32)."""
     logits = torch.tensor([[ROWS[1], ROWS[3]]]).bfloat16()
