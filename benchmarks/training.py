@@ -4,6 +4,9 @@ heads, 128 wide, vocabulary 65), every figure from this one process:
     python benchmarks/training.py                                         # every variant (long on a CPU)
     python benchmarks/training.py --attention fused --precision 32 --compile off
     python benchmarks/training.py --quick                                 # a smoke run: a few steps of each
+    python benchmarks/training.py --attention fused --precision 32 --compile off --rows llm-train bare \
+        --set model.n_layer=1 model.n_embd=32 model.n_head=2 model.block_size=16 data.batch_size=8
+                                # a model so small that the step is mostly the training loop's own cost
 
 For each variant of attention (manual, fused) x precision (32, bf16-mixed) x compile (off, on):
   llm train <variant>  the real training, llm.train.train of `experiment=shakespeare_char data=text`: Lightning,
@@ -103,6 +106,7 @@ class Settings:
     max_seconds: float
     device: torch.device
     quick: bool = False  # a smoke run: the figures mean nothing, the peak is measured on small products
+    overrides: tuple[str, ...] = ()  # --set: Hydra overrides of every row's config (the shape, the batch)
 
     def warmup_steps(self, variant: Variant) -> int:
         """--warmup, and at least 3 with compile on: the first step compiles, the last one predicts the rest."""
@@ -255,6 +259,7 @@ class Bench:
                 "samples.num=0",
                 f"paths.run_dir={run_dir}",
                 f"paths.cache_dir={self.cache}",
+                *self.s.overrides,
             ],
         )
 
@@ -446,6 +451,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 steps, 1 warm-up step, 3 repeats")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--data", type=Path, default=None, help="a text file (default: tiny Shakespeare, if found)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="Hydra overrides for every row")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/training.json"))
     args = parser.parse_args()
     if args.quick:
@@ -458,7 +464,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
-    settings = Settings(args.steps, args.warmup, args.repeats, args.max_seconds_per_row, device, args.quick)
+    settings = Settings(
+        args.steps, args.warmup, args.repeats, args.max_seconds_per_row, device, args.quick, tuple(args.set)
+    )
     variants = [Variant(a, p, c == "on") for a, p, c in itertools.product(args.attention, args.precision, args.compile)]
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as folder:
         data, data_name = pick_data(args.data, Path(folder))

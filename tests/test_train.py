@@ -175,3 +175,21 @@ def test_the_same_seed_gives_the_same_run(tmp_path: Path, corpus_file: Path) -> 
     c = run_train(tmp_path, corpus_file, "seed=7", run="c", steps=5)
     assert a["val_loss"] == b["val_loss"] and a["train_loss"] == b["train_loss"]
     assert c["val_loss"] != a["val_loss"]
+
+
+def test_metrics_are_logged_only_where_written_and_never_stale(tmp_path: Path, corpus_file: Path) -> None:
+    """train/loss is logged (log_step) only at the steps Lightning's loggers write: every log_every_n_steps-th step
+    (2, 5) and the step a budget stops the run at (6, not a multiple), each with its own step's loss; the summary's
+    train_loss is the last step's, written or not."""
+    every_step = run_train(tmp_path, corpus_file, "trainer.log_every_n_steps=1", run="dense", steps=8)
+    dense = train_losses(tmp_path / "dense")
+    assert sorted(dense) == list(range(8)) and every_step["train_loss"] == dense[7]
+    stopped = run_train(
+        tmp_path, corpus_file, "trainer.log_every_n_steps=3", "budget.tokens=896", run="budget", steps=8
+    )
+    assert stopped["stopped_by"] == "tokens" and stopped["steps"] == 7  # 7 steps of 8 x 16 tokens
+    assert train_losses(tmp_path / "budget") == {step: dense[step] for step in (2, 5, 6)}
+    assert stopped["train_loss"] == dense[6]
+    to_the_end = run_train(tmp_path, corpus_file, "trainer.log_every_n_steps=3", run="sparse", steps=8)
+    assert train_losses(tmp_path / "sparse") == {step: dense[step] for step in (2, 5)}
+    assert to_the_end["train_loss"] == dense[7]

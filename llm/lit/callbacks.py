@@ -7,6 +7,8 @@ from typing import Any
 
 import lightning as L
 
+from llm.lit.base import TrainModule
+
 
 class Throughput(L.Callback):
     """Counts training tokens and the wall time of training; survives a resume.
@@ -60,7 +62,8 @@ class Throughput(L.Callback):
             self._step_started = None
         inputs = batch["input_ids"] if isinstance(batch, dict) else batch[0]
         self.tokens_seen += inputs.numel() * trainer.world_size
-        pl_module.log("train/tokens_per_sec", self.tokens_per_sec, prog_bar=True)
+        if isinstance(pl_module, TrainModule):
+            pl_module.log_step("train/tokens_per_sec", self.tokens_per_sec, prog_bar=True)
         self._start_waiting()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

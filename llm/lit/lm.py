@@ -47,7 +47,7 @@ class LMModule(TrainModule):
         x, y = batch
         loss = self.finite_or_skip(self.objective(self.model(x), y))
         if loss is not None:
-            self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the global batch's
+            self.log_step("train/loss", loss, prog_bar=True, sync_dist=True)  # the global batch's
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

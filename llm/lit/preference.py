@@ -1,7 +1,7 @@
 """Preference optimisation (DPO and its variants): a policy trained on chosen/rejected pairs against a
 frozen reference whose log-probabilities are computed once (llm/run/reference.py) and passed in.
 
-Logged through torchmetrics under these names, on training steps and with a `val/` prefix on validation:
+Logged under these names, each training step's own value, and with a `val/` prefix the mean over validation:
 train/loss (val/loss), rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
 logps/chosen, logps/rejected, and kl/chosen: the mean of log π(y|x) − log π_ref(y|x) over the chosen
 responses, an estimate of the policy's KL from the reference on them.
@@ -72,9 +72,7 @@ class PreferenceModule(TrainModule):
         self.objective = objective
         for split, logps in (reference or {}).items():
             self.register_buffer(f"reference_{split}", logps, persistent=False)  # not saved: rebuilt from cache
-        self.metrics = nn.ModuleDict(
-            {f"{split}_{i}": MeanMetric() for split in ("train", "val") for i in range(len(METRICS))}
-        )
+        self.metrics = nn.ModuleDict({f"val_{i}": MeanMetric() for i in range(len(METRICS))})
 
     def step(self, batch: dict[str, Tensor], split: str) -> tuple[Tensor, dict[str, Tensor]]:
         chosen, rejected, chosen_tokens, rejected_tokens = pair_logps(self.model, batch, self.objective.logprobs)
@@ -104,16 +102,18 @@ class PreferenceModule(TrainModule):
         return loss, values
 
     def log_values(self, values: dict[str, Tensor], split: str, batch_size: int) -> None:
-        on_step = split == "train"
+        """A training step's values as they are (`log_step`); validation's averaged over its batches."""
         for i, name in enumerate(METRICS):
             if name not in values:
                 continue
-            metric = self.metrics[f"{split}_{i}"]
+            show = name == "loss"
+            if split == "train":
+                self.log_step("train/loss" if show else name, values[name], prog_bar=show, batch_size=batch_size)
+                continue
+            metric = self.metrics[f"val_{i}"]
             assert isinstance(metric, MeanMetric)
             metric(values[name])
-            label = f"val/{name}" if split == "val" else ("train/loss" if name == "loss" else name)
-            show = name == "loss"
-            self.log(label, metric, on_step=on_step, on_epoch=not on_step, prog_bar=show, batch_size=batch_size)
+            self.log(f"val/{name}", metric, on_step=False, on_epoch=True, prog_bar=show, batch_size=batch_size)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         loss, values = self.step(batch, "train")
