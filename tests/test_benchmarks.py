@@ -89,6 +89,23 @@ def test_sharded_init_writes_a_row_for_each_way_and_process_count(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_training_set_overrides_the_shape_of_every_row(tmp_path: Path, corpus: Path) -> None:
+    out = tmp_path / "training.json"
+    variant = ["--attention", "fused", "--precision", "32", "--compile", "off", "--rows", "llm-train", "bare"]
+    shape = ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.block_size=16", "data.batch_size=4"]
+    run_script("training.py", "--quick", *variant, "--set", *shape, "--data", str(corpus), "--out", str(out))
+    rows = json.loads(out.read_text())
+    assert sorted(row["name"] for row in rows) == ["bare fused 32 compile off", "llm train fused 32 compile off"]
+    from common import flops_per_token  # benchmarks/common.py (the corpus fixture put it on the path)
+
+    cfg = compose_config("train", ["experiment=shakespeare_char", *shape])
+    flops = flops_per_token(build_gpt(model_config(cfg, rows[0]["vocab_size"])))
+    for row in rows:
+        assert row["skipped"] is None and (row["batch"], row["block_size"]) == (4, 16)
+        assert row["flops_per_token"] == flops
+
+
+@pytest.mark.slow
 def test_mfu_writes_its_row_and_a_profile_with_the_loss_compiled(tmp_path: Path) -> None:
     out = tmp_path / "mfu.json"
     args = ["--model", "nanogpt_cpu", "--steps", "2", "--warmup", "1", "--compile-loss", "--profile", "1"]
