@@ -53,7 +53,7 @@ def set_inductor_options(options: list[str]) -> list[str]:
         key, _, value = option.partition("=")
         if not hasattr(inductor_config, key):
             raise SystemExit(f"--inductor {option}: torch._inductor.config has no entry {key!r}")
-        inductor_config.__setattr__(key, ast.literal_eval(value))
+        setattr(inductor_config, key, ast.literal_eval(value))
     return options
 
 
