@@ -1,4 +1,4 @@
-"""Pieces the benchmark scripts share: the measured matrix-multiply peak, model FLOPs per token, the median of
+"""Pieces the benchmark scripts share: the measured matrix-multiply peak, the median of
 repeats with its spread, peak memory, and the JSON rows under runs/bench/.
 
 The scripts import this as `common` (Python puts the script's own folder, benchmarks/, first on the path).
@@ -18,10 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from llm.files import write_text_atomic
-from llm.model import GPT
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
@@ -81,13 +79,6 @@ def pick_data(given: Path | None, folder: Path) -> tuple[Path, str]:
     if SHAKESPEARE.is_file():
         return SHAKESPEARE, "tinyshakespeare.txt"
     return generated_corpus(folder / "generated.txt"), "generated corpus (1 MB, 65 characters; no tinyshakespeare.txt)"
-
-
-def flops_per_token(model: GPT) -> float:
-    """6·N (N: weights of every matrix multiply, the LM head included) + 12·n_layer·n_embd·T for attention."""
-    config = model.config
-    matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    return 6 * matmul + 12 * config.n_layer * config.n_embd * config.block_size
 
 
 def spread(rates: Sequence[float]) -> dict[str, float]:

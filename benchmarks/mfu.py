@@ -7,10 +7,11 @@
     python benchmarks/mfu.py --model nanogpt_cpu --batch 12                         # CPU, fp32, eager
 
 A bare PyTorch loop over our GPT (forward, cross-entropy, backward, AdamW — fused on CUDA) on random tokens, after
-warm-up steps. Model FLOPs per token are 6·N (N: the weights of every matrix multiply, the LM head included) plus
-12·n_layer·n_embd·T for attention scores and values (PaLM's count), so MFU = FLOPs/s ÷ peak. The peak is measured in
-the same run: the best of several large matrix products in the same dtype on the same device. For a card whose
-datasheet bf16 dense peak is known (NOMINAL_BF16_TFLOPS), the row also gives MFU against that peak (`mfu_nominal`).
+warm-up steps. Model FLOPs per token are those of run summaries (llm/model/counting.py, PaLM's count): 6·N (N: the
+weights of every matrix multiply, the LM head included) plus 12·n_layer·n_embd·T for attention scores and values, so
+MFU = FLOPs/s ÷ peak. The peak is measured in the same run: the best of several large matrix products in the same dtype
+on the same device. For a card whose datasheet bf16 dense peak is known (NOMINAL_BF16_TFLOPS), the row also gives MFU
+against that peak (`mfu_nominal`).
 `--compile-loss` compiles the cross-entropy too (as training does when it compiles; with `--compile-mode` when given),
 `--inductor KEY=VALUE` sets a torch._inductor.config entry before compiling (e.g. combo_kernels=True), `--sdpa` picks
 the attention kernel on CUDA, and `--profile N` prints the kernels that took the most device time over N more steps.
@@ -26,10 +27,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import DTYPES, flops_per_token, matmul_peak, sync
+from common import DTYPES, matmul_peak, sync
 
 from llm.configs import compose_config
 from llm.model import GPT, build_gpt
+from llm.model.counting import training_flops_per_token
 from llm.objectives import CausalLM
 from llm.run.recipes import model_config
 
@@ -135,7 +137,7 @@ def main() -> None:
     config = model_config(compose_config("train", [f"model={args.model}"]), vocab)
     torch.manual_seed(0)
     model = build_gpt(config).to(device).train()
-    flops = flops_per_token(model)
+    flops = training_flops_per_token(config)
     if args.compile:
         model = torch.compile(model, mode=args.compile_mode)  # type: ignore[assignment]
     objective = CausalLM()

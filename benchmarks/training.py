@@ -25,7 +25,7 @@ and once, eager fp32:
 The data is tiny Shakespeare from ../shared/data/tinyshakespeare.txt beside the checkout (or --data FILE), else a
 generated corpus of the same 65 characters; each row says which. tokens/s is the median of --repeats repeats of
 --steps steps (after --warmup steps, at least 3 with compile on), with the smallest and largest beside it;
-ms/step goes with the median. MFU: model FLOPs/s (6·N + attention, benchmarks/common.py; one count for every row,
+ms/step goes with the median. MFU: model FLOPs/s (6·N + attention, llm/model/counting.py; one count for every row,
 as the shapes match) over the best matrix product measured in this run in the row's dtype (fp32 for 32 rows,
 bf16 for bf16 rows; where a CPU emulates bf16 products, a compiled bf16 run can beat that peak: MFU > 1).
 peak_rss_mb is the process's peak resident memory when the row ends (it never goes down). A row whose time
@@ -53,7 +53,6 @@ from common import (
     DTYPES,
     bounded_matmul_peak,
     command_line,
-    flops_per_token,
     peak_rss_mb,
     pick_data,
     print_table,
@@ -69,6 +68,7 @@ from llm.configs import compose_config
 from llm.data.pretrain import RandomWindows
 from llm.data.tokens import prepare_token_splits
 from llm.model import build_gpt
+from llm.model.counting import training_flops_per_token
 from llm.run.recipes import build_objective, model_config
 from llm.train import train
 
@@ -235,7 +235,7 @@ class Bench:
         self.vocab = splits.tokenizer.vocab_size
         self.batch, self.block_size = int(cfg.data.batch_size), int(cfg.model.block_size)
         self.tokens_per_step = self.batch * self.block_size
-        self.flops = flops_per_token(build_gpt(model_config(cfg, self.vocab)))
+        self.flops = training_flops_per_token(model_config(cfg, self.vocab))
         self.seed = int(cfg.seed)
         self.peaks: dict[str, float] = {}
 

@@ -13,6 +13,7 @@ import torch
 
 from llm.configs import compose_config
 from llm.model import build_gpt
+from llm.model.counting import training_flops_per_token
 from llm.run.recipes import model_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -96,10 +97,8 @@ def test_training_set_overrides_the_shape_of_every_row(tmp_path: Path, corpus: P
     run_script("training.py", "--quick", *variant, "--set", *shape, "--data", str(corpus), "--out", str(out))
     rows = json.loads(out.read_text())
     assert sorted(row["name"] for row in rows) == ["bare fused 32 compile off", "llm train fused 32 compile off"]
-    from common import flops_per_token  # benchmarks/common.py (the corpus fixture put it on the path)
-
     cfg = compose_config("train", ["experiment=shakespeare_char", *shape])
-    flops = flops_per_token(build_gpt(model_config(cfg, rows[0]["vocab_size"])))
+    flops = training_flops_per_token(model_config(cfg, rows[0]["vocab_size"]))
     for row in rows:
         assert row["skipped"] is None and (row["batch"], row["block_size"]) == (4, 16)
         assert row["flops_per_token"] == flops
