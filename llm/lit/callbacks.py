@@ -62,8 +62,9 @@ class Throughput(L.Callback):
             self._step_started = None
         inputs = batch["input_ids"] if isinstance(batch, dict) else batch[0]
         self.tokens_seen += inputs.numel() * trainer.world_size
-        if isinstance(pl_module, TrainModule):
-            pl_module.log_step("train/tokens_per_sec", self.tokens_per_sec, prog_bar=True)
+        # a TrainModule logs it only at the steps its loggers write; any other module at every step
+        log = pl_module.log_step if isinstance(pl_module, TrainModule) else pl_module.log
+        log("train/tokens_per_sec", self.tokens_per_sec, prog_bar=True)
         self._start_waiting()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -72,7 +72,7 @@ class TinyModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(clock: Clock, val_check_interval: int | None = None) -> Throughput:
+def fit(clock: Clock, val_check_interval: int | None = None) -> tuple[Throughput, L.Trainer]:
     """STEPS steps, each batch LOAD seconds to load; validation (2 batches) every val_check_interval steps."""
     throughput = Throughput()
     trainer = L.Trainer(
@@ -90,11 +90,11 @@ def fit(clock: Clock, val_check_interval: int | None = None) -> Throughput:
     )
     val = DataLoader(Batches(clock, 0.0), batch_size=None) if val_check_interval else None
     trainer.fit(TinyModule(clock), DataLoader(Batches(clock, LOAD), batch_size=None), val)
-    return throughput
+    return throughput, trainer
 
 
 def test_tokens_per_sec_counts_the_wait_for_each_batch(clock: Clock) -> None:
-    throughput = fit(clock)
+    throughput, _ = fit(clock)
     tokens = STEPS * BATCH * CONTEXT
     assert throughput.tokens_seen == tokens
     assert throughput.train_seconds == pytest.approx(STEPS * (LOAD + STEP))
@@ -104,9 +104,14 @@ def test_tokens_per_sec_counts_the_wait_for_each_batch(clock: Clock) -> None:
 
 
 def test_validation_between_steps_is_not_training_time(clock: Clock) -> None:
-    throughput = fit(clock, val_check_interval=2)
+    throughput, _ = fit(clock, val_check_interval=2)
     assert clock.now - 100.0 >= 2 * 2 * VALIDATE  # validation ran (after steps 2 and 4; 6 is the end)
     assert throughput.train_seconds == pytest.approx(STEPS * (LOAD + STEP))
+
+
+def test_any_lightning_module_gets_tokens_per_sec_logged(clock: Clock) -> None:
+    throughput, trainer = fit(clock)  # TinyModule is a plain LightningModule, not a TrainModule
+    assert float(trainer.callback_metrics["train/tokens_per_sec"]) == pytest.approx(throughput.tokens_per_sec)
 
 
 def test_state_dict_round_trips_and_reads_older_checkpoints() -> None:
